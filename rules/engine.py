@@ -1,0 +1,780 @@
+"""The dunning engine: a deterministic step (account state, event) -> notices, with no I/O and no wall clock.
+
+Time enters only through clock ticks. Time rules are judged at ticks; events change balances and fire event
+rules. The offline simulator and the live worker both call `Engine.step`, so the simulator is the oracle.
+`step` updates the state it is given in place (callers own their state) and returns the notices it released.
+"""
+from __future__ import annotations
+
+import hashlib
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from rules.model import ARRANGEMENT_BROKEN, Rule, Ruleset
+from rules.state import (
+    JOURNAL_LIMIT,
+    SEEN_EVENTS_LIMIT,
+    ZERO,
+    AccountState,
+    ArrangementState,
+    Episode,
+    InstallmentState,
+    InvoiceState,
+    JournalEntry,
+    Outage,
+    Pending,
+    PaymentRecord,
+    PlatformState,
+)
+from schemas.events import (
+    AccountUpdated,
+    ArrangementCancelled,
+    ClockTick,
+    DisputeOpened,
+    DisputeResolved,
+    ExtensionAgreed,
+    InputEvent,
+    InstallmentsAgreed,
+    InvoiceAdjusted,
+    InvoiceCancelled,
+    InvoiceIssued,
+    PaymentFailed,
+    PaymentReceived,
+    PlatformOutage,
+    PromiseToPayAgreed,
+)
+from schemas.notices import CaseEntry, CaseFile, InvoiceConcerned, Notice, Trigger
+
+CASE_FILE_LIMIT = 50
+WEEK_DAYS = 7
+# Urgent notices go before reminders when limits leave too little room.
+_KIND_PRIORITY = {"urgent_notice": 0, "reminder": 1}
+NO_WAKEUP = None
+
+
+@lru_cache(maxsize=1024)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def notice_id(account_id: str, key: str) -> str:
+    """Stable across replays, restarts and workers: derived from what the notice is about, not when it went."""
+    return "n-" + hashlib.sha256(f"{account_id}\x1f{key}".encode()).hexdigest()[:32]
+
+
+def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=zone)
+
+
+def _money(value: Decimal) -> str:
+    return format(value, "f")
+
+
+class Engine:
+    def __init__(self, ruleset: Ruleset):
+        self.ruleset = ruleset
+        self.version = ruleset.version
+        self.default_zone = ruleset.defaults.timezone
+        self.currency = ruleset.defaults.currency
+        self._rules_by_id = {rule.id: (index, rule) for index, rule in enumerate(ruleset.rules)}
+
+    # ----------------------------------------------------------------- entry points
+
+    def new_account(self, account_id: str) -> AccountState:
+        return AccountState(account_id=account_id)
+
+    def apply_platform(self, platform: PlatformState, event: InputEvent) -> bool:
+        """Platform-wide events: the clock and outages. True when the event changed the platform state."""
+        if isinstance(event, ClockTick):
+            if platform.clock is None or event.at > platform.clock:
+                platform.clock = event.at
+                return True
+            return False
+        if isinstance(event, PlatformOutage):
+            if event.outage_id in platform.outages:
+                return False
+            platform.outages[event.outage_id] = Outage(event.start, event.end, event.grace_days)
+            platform.revision += 1
+            return True
+        return False
+
+    def step(
+        self, state: AccountState, event: InputEvent, platform: PlatformState
+    ) -> tuple[AccountState, list[Notice]]:
+        """Applies one event (or tick) to one account; returns the state and the notices released."""
+        notices: list[Notice] = []
+        if isinstance(event, ClockTick):
+            if state.evaluated_until is None or event.at > state.evaluated_until:
+                self._evaluate(state, platform, event.at, event.event_id, notices)
+            return state, notices
+        if isinstance(event, PlatformOutage):
+            return state, notices
+        if event.event_id in state.seen:
+            return state, notices
+        state.seen[event.event_id] = None
+        if len(state.seen) > SEEN_EVENTS_LIMIT:
+            del state.seen[next(iter(state.seen))]
+        now = event.occurred_at if platform.clock is None else max(platform.clock, event.occurred_at)
+        state.dirty = True
+        self._apply(state, platform, event, now, notices)
+        self._update_episode(state, platform, now, event.event_id, notices)
+        self._release(state, platform, now, event.event_id, notices)
+        return state, notices
+
+    def wakeup(self, state: AccountState, platform: PlatformState) -> datetime | None:
+        """The earliest instant a tick could change this account; ticks before it may be skipped.
+
+        None means no tick will change anything until an event arrives. A skipped tick and an applied one
+        leave the same notices: day facts change only at local midnight, the contact window only at its
+        edges, and anything an event changed makes the next tick look (dirty).
+        """
+        since = state.evaluated_until
+        if since is None or state.dirty or state.platform_revision != platform.revision:
+            return datetime.min.replace(tzinfo=ZoneInfo("UTC"))
+        zone = self._zone_of(state)
+        local = since.astimezone(zone)
+        next_midnight = _local_midnight(local.date() + timedelta(days=1), zone)
+        has_future = state.episode is not None or any(inv.status == "open" for inv in state.invoices.values()) or any(
+            arr.status == "active" for arr in state.arrangements.values()
+        )
+        candidates = [next_midnight] if has_future or state.pending else []
+        window = self.ruleset.contact_window
+        if state.pending and window is not None:
+            opening = datetime.combine(local.date(), window.start, tzinfo=zone)
+            if opening <= since:
+                opening = datetime.combine(local.date() + timedelta(days=1), window.start, tzinfo=zone)
+            candidates.append(opening)
+        return min(candidates) if candidates else NO_WAKEUP
+
+    # ----------------------------------------------------------------- time and facts
+
+    def _zone_of(self, state: AccountState) -> ZoneInfo:
+        return _zone(state.timezone or self.default_zone)
+
+    def _shift_for_outages(self, due: date, platform: PlatformState, zone: ZoneInfo) -> date:
+        """A due date inside an outage moves to the outage's last local day plus its grace days."""
+        for outage in platform.outages.values():
+            first = outage.start.astimezone(zone).date()
+            last = outage.end.astimezone(zone).date()
+            if first <= due <= last:
+                due = max(due, last + timedelta(days=outage.grace_days))
+        return due
+
+    def _effective_due(self, invoice: InvoiceState, platform: PlatformState, zone: ZoneInfo) -> date:
+        base = invoice.fell_due or invoice.extended_to or invoice.due_date
+        if not platform.outages:
+            return base
+        return self._shift_for_outages(base, platform, zone)
+
+    def _dunnable(self, invoice: InvoiceState) -> bool:
+        """Open, undisputed, owing money, and not carried by an installment plan in good standing."""
+        return invoice.status == "open" and not invoice.disputed and invoice.plan_id is None and invoice.balance > ZERO
+
+    def _overdue(
+        self, state: AccountState, platform: PlatformState, today: date, zone: ZoneInfo
+    ) -> list[tuple[InvoiceState, date, int]]:
+        overdue = []
+        for invoice in state.invoices.values():
+            if self._dunnable(invoice):
+                due = self._effective_due(invoice, platform, zone)
+                days = (today - due).days
+                if days >= 1:
+                    overdue.append((invoice, due, days))
+        return overdue
+
+    def _facts(
+        self,
+        state: AccountState,
+        platform: PlatformState,
+        today: date,
+        zone: ZoneInfo,
+        currency: str,
+        overdue: list[tuple[InvoiceState, date, int]],
+    ) -> dict[str, Any]:
+        open_balance = sum(
+            (inv.balance for inv in state.invoices.values()
+             if inv.status == "open" and not inv.disputed and inv.currency == currency),
+            ZERO,
+        )
+        return {
+            "days_past_due": max((days for _, _, days in overdue), default=0),
+            "overdue_amount": sum((inv.balance for inv, _, _ in overdue if inv.currency == currency), ZERO),
+            "open_balance": open_balance,
+            "overdue_invoices": len(overdue),
+            "risk_tier": state.risk_tier,
+            "arrangement": self._arrangement_status(state),
+            "first_time": state.settled_invoices == 0,
+        }
+
+    def _arrangement_status(self, state: AccountState) -> str:
+        latest = None
+        for arrangement in state.arrangements.values():
+            if arrangement.status == "active":
+                return "active"
+            if arrangement.status in ("broken", "kept") and (latest is None or arrangement.ended_at >= latest.ended_at):
+                latest = arrangement
+        return "broken" if latest is not None and latest.status == "broken" else "none"
+
+    def _paused(self, state: AccountState) -> bool:
+        """A promise to pay pauses time rules while it stands."""
+        return any(a.kind == "promise_to_pay" and a.status == "active" for a in state.arrangements.values())
+
+    def _rule_facts(
+        self, rule: Rule, state: AccountState, platform: PlatformState, today: date, zone: ZoneInfo,
+        overdue: list[tuple[InvoiceState, date, int]], base: dict[str, Any],
+    ) -> dict[str, Any]:
+        if rule.currency is None or rule.currency == self.currency:
+            return base
+        return self._facts(state, platform, today, zone, rule.currency, overdue)
+
+    # ----------------------------------------------------------------- events
+
+    def _apply(
+        self, state: AccountState, platform: PlatformState, event: InputEvent, now: datetime, notices: list[Notice]
+    ) -> None:
+        detail: dict[str, str] = {}
+        if isinstance(event, InvoiceIssued):
+            detail = {"invoice_id": event.invoice_id, "amount": _money(event.amount), "currency": event.currency,
+                      "due_date": event.due_date.isoformat()}
+            if event.invoice_id not in state.invoices:
+                invoice = InvoiceState(event.invoice_id, event.currency, event.amount, ZERO, event.due_date,
+                                       event.occurred_at)
+                state.invoices[event.invoice_id] = invoice
+                credit = state.credit.pop(event.currency, ZERO)
+                if credit:
+                    self._allocate(state, event.currency, credit, event.invoice_id)
+                self._close_if_settled(invoice)
+            else:
+                detail["ignored"] = "invoice already known"
+        elif isinstance(event, InvoiceAdjusted):
+            detail = {"invoice_id": event.invoice_id, "amount": _money(event.amount)}
+            invoice = state.invoices.get(event.invoice_id)
+            if invoice is None or invoice.status == "cancelled":
+                detail["ignored"] = "unknown or cancelled invoice"
+            else:
+                invoice.amount = event.amount
+                if invoice.paid > invoice.amount:
+                    excess = invoice.paid - invoice.amount
+                    invoice.paid = invoice.amount
+                    self._allocate(state, invoice.currency, excess, None)
+                if invoice.balance > ZERO:
+                    invoice.status = "open"
+                self._close_if_settled(invoice)
+        elif isinstance(event, InvoiceCancelled):
+            detail = {"invoice_id": event.invoice_id}
+            invoice = state.invoices.get(event.invoice_id)
+            if invoice is None or invoice.status == "cancelled":
+                detail["ignored"] = "unknown or already cancelled invoice"
+            else:
+                invoice.status = "cancelled"
+                refund, invoice.paid = invoice.paid, ZERO
+                if refund:
+                    self._allocate(state, invoice.currency, refund, None)
+        elif isinstance(event, PaymentReceived):
+            detail = {"payment_id": event.payment_id, "amount": _money(event.amount), "currency": event.currency}
+            if event.invoice_id:
+                detail["invoice_id"] = event.invoice_id
+            if event.payment_id in state.payments:
+                detail["ignored"] = "payment already recorded"
+            else:
+                state.payments[event.payment_id] = PaymentRecord(event.currency, event.amount, event.occurred_at)
+                self._allocate(state, event.currency, event.amount, event.invoice_id)
+        elif isinstance(event, PaymentFailed):
+            detail = {"payment_id": event.payment_id, "amount": _money(event.amount), "currency": event.currency,
+                      "reason": event.reason}
+        elif isinstance(event, (ExtensionAgreed, PromiseToPayAgreed, InstallmentsAgreed)):
+            detail = {"arrangement_id": event.arrangement_id, "kind": event.kind}
+            if event.arrangement_id in state.arrangements:
+                detail["ignored"] = "arrangement already known"
+            else:
+                self._agree(state, event)
+        elif isinstance(event, ArrangementCancelled):
+            detail = {"arrangement_id": event.arrangement_id}
+            arrangement = state.arrangements.get(event.arrangement_id)
+            if arrangement is None or arrangement.status != "active":
+                detail["ignored"] = "no such active arrangement"
+            else:
+                self._end_arrangement(state, arrangement, "cancelled", event.occurred_at)
+        elif isinstance(event, (DisputeOpened, DisputeResolved)):
+            detail = {"invoice_id": event.invoice_id}
+            invoice = state.invoices.get(event.invoice_id)
+            if invoice is None:
+                detail["ignored"] = "unknown invoice"
+            else:
+                invoice.disputed = isinstance(event, DisputeOpened)
+        elif isinstance(event, AccountUpdated):
+            if event.risk_tier is not None:
+                state.risk_tier = detail["risk_tier"] = event.risk_tier
+            if event.timezone is not None:
+                state.timezone = detail["timezone"] = event.timezone
+            if event.channels is not None:
+                state.channels = list(event.channels)
+                detail["channels"] = ",".join(event.channels)
+            if event.opted_out_channels is not None:
+                state.opted_out = list(event.opted_out_channels)
+                detail["opted_out_channels"] = ",".join(event.opted_out_channels)
+        self._journal(state, event.occurred_at, event.type, event.event_id, detail)
+        if "ignored" not in detail:
+            self._fire_event_rules(state, platform, event.type, event.event_id, now, self._event_facts(event),
+                                   notices, invoice_id=getattr(event, "invoice_id", None))
+
+    def _event_facts(self, event: InputEvent) -> dict[str, Any]:
+        facts: dict[str, Any] = {}
+        if isinstance(event, PaymentFailed):
+            facts["failure_reason"] = event.reason
+        if isinstance(event, (ExtensionAgreed, PromiseToPayAgreed, InstallmentsAgreed)):
+            facts["arrangement_kind"] = event.kind
+        for name in ("amount", "currency"):
+            value = getattr(event, name, None)
+            if value is not None:
+                facts[name] = value
+        return facts
+
+    def _close_if_settled(self, invoice: InvoiceState) -> bool:
+        if invoice.status == "open" and invoice.balance <= ZERO:
+            invoice.status = "paid"
+            return True
+        return False
+
+    def _allocate(self, state: AccountState, currency: str, amount: Decimal, invoice_id: str | None) -> None:
+        """Pays the named invoice first, then the oldest due; what is left becomes credit for later invoices."""
+        targets: list[InvoiceState] = []
+        named = state.invoices.get(invoice_id) if invoice_id else None
+        if named is not None and named.status == "open" and named.currency == currency:
+            targets.append(named)
+        targets.extend(sorted(
+            (inv for inv in state.invoices.values()
+             if inv is not named and inv.status == "open" and not inv.disputed and inv.currency == currency),
+            key=lambda inv: (inv.extended_to or inv.due_date, inv.issued_at, inv.invoice_id),
+        ))
+        for invoice in targets:
+            if amount <= ZERO:
+                break
+            share = min(amount, invoice.balance)
+            invoice.paid += share
+            amount -= share
+            if self._close_if_settled(invoice):
+                state.settled_invoices += 1
+        if amount > ZERO:
+            state.credit[currency] = state.credit.get(currency, ZERO) + amount
+
+    # ----------------------------------------------------------------- arrangements
+
+    def _covered(self, state: AccountState, invoice_ids: list[str] | None) -> list[InvoiceState]:
+        if invoice_ids is None:
+            return [inv for inv in state.invoices.values() if inv.status == "open"]
+        return [state.invoices[i] for i in invoice_ids if i in state.invoices and state.invoices[i].status == "open"]
+
+    def _agree(self, state: AccountState, event: ExtensionAgreed | PromiseToPayAgreed | InstallmentsAgreed) -> None:
+        arrangement = ArrangementState(
+            event.arrangement_id, event.kind, event.occurred_at, event.currency or self.currency
+        )
+        if isinstance(event, ExtensionAgreed):
+            arrangement.new_due_date = event.new_due_date
+            for invoice in self._covered(state, event.invoice_ids):
+                invoice.extended_to = event.new_due_date
+                invoice.extension_id = event.arrangement_id
+                arrangement.invoice_ids.append(invoice.invoice_id)
+        elif isinstance(event, PromiseToPayAgreed):
+            arrangement.promised_date = event.promised_date
+            arrangement.amount = event.amount
+        else:
+            arrangement.schedule = [InstallmentState(item.due_date, item.amount) for item in event.schedule]
+            for invoice in self._covered(state, event.invoice_ids):
+                invoice.plan_id = event.arrangement_id
+                arrangement.invoice_ids.append(invoice.invoice_id)
+        state.arrangements[event.arrangement_id] = arrangement
+
+    def _end_arrangement(self, state: AccountState, arrangement: ArrangementState, status: str, at: datetime) -> None:
+        arrangement.status = status  # type: ignore[assignment]
+        arrangement.ended_at = at
+        if status == "cancelled":
+            for invoice in state.invoices.values():
+                if invoice.extension_id == arrangement.arrangement_id:
+                    invoice.extended_to = invoice.extension_id = None
+        for invoice in state.invoices.values():
+            if invoice.plan_id == arrangement.arrangement_id:
+                invoice.plan_id = None
+
+    def _paid_since(self, state: AccountState, arrangement: ArrangementState, last_day: date, zone: ZoneInfo) -> Decimal:
+        """Payments in the arrangement's currency from its agreement to the end of last_day (local)."""
+        total = ZERO
+        for payment in state.payments.values():
+            if (payment.currency == arrangement.currency and payment.occurred_at >= arrangement.agreed_at
+                    and payment.occurred_at.astimezone(zone).date() <= last_day):
+                total += payment.amount
+        return total
+
+    def _check_arrangements(
+        self, state: AccountState, platform: PlatformState, now: datetime, today: date, zone: ZoneInfo,
+        cause: str, notices: list[Notice],
+    ) -> None:
+        for arrangement in list(state.arrangements.values()):
+            if arrangement.status != "active":
+                continue
+            verdict = None
+            if arrangement.kind == "promise_to_pay":
+                deadline = self._shift_for_outages(arrangement.promised_date, platform, zone)
+                if today > deadline:
+                    owes = any(inv.status == "open" and inv.balance > ZERO for inv in state.invoices.values())
+                    paid = self._paid_since(state, arrangement, deadline, zone)
+                    verdict = "kept" if paid >= arrangement.amount or not owes else "broken"
+            elif arrangement.kind == "extension":
+                deadline = self._shift_for_outages(arrangement.new_due_date, platform, zone)
+                if today > deadline:
+                    unpaid = [i for i in arrangement.invoice_ids
+                              if state.invoices[i].status == "open" and state.invoices[i].balance > ZERO]
+                    verdict = "broken" if unpaid else "kept"
+            else:
+                verdict = self._judge_plan(state, platform, arrangement, today, zone)
+            if verdict is not None:
+                self._end_arrangement(state, arrangement, verdict, now)
+                self._journal(state, now, f"decision.arrangement_{verdict}", arrangement.arrangement_id,
+                              {"kind": arrangement.kind})
+                if verdict == "broken":
+                    self._fire_event_rules(state, platform, ARRANGEMENT_BROKEN,
+                                           f"{arrangement.arrangement_id}:broken", now,
+                                           {"arrangement_kind": arrangement.kind}, notices)
+
+    def _judge_plan(
+        self, state: AccountState, platform: PlatformState, plan: ArrangementState, today: date, zone: ZoneInfo
+    ) -> str | None:
+        covered = [state.invoices[i] for i in plan.invoice_ids]
+        if all(inv.status != "open" for inv in covered):
+            return "kept"
+        paid = self._paid_since(state, plan, today, zone)
+        owed_so_far = ZERO
+        for installment in plan.schedule:
+            owed_so_far += installment.amount
+            due = self._shift_for_outages(installment.due_date, platform, zone)
+            if today > due and paid < owed_so_far:
+                # The whole remainder falls due at once: from the missed installment's due date.
+                for invoice in covered:
+                    if invoice.status == "open":
+                        invoice.fell_due = due
+                return "broken"
+        return "kept" if paid >= owed_so_far else None
+
+    # ----------------------------------------------------------------- episodes
+
+    def _update_episode(
+        self, state: AccountState, platform: PlatformState, now: datetime, cause: str, notices: list[Notice]
+    ) -> None:
+        zone = self._zone_of(state)
+        today = now.astimezone(zone).date()
+        overdue = self._overdue(state, platform, today, zone)
+        episode = state.episode
+        if episode is None and overdue:
+            state.episode_seq += 1
+            state.episode = Episode(f"{state.account_id}/{state.episode_seq}", now)
+            self._journal(state, now, "episode.started", state.episode.episode_id,
+                          {"days_past_due": str(max(days for _, _, days in overdue))})
+        elif episode is not None and not overdue:
+            for target, rule_id in episode.open_handoffs.items():
+                notices.append(self._build(
+                    state, platform, now, cause, kind="handoff", rule_id=rule_id, key=f"recall|{target}|{episode.episode_id}",
+                    episode_id=episode.episode_id, trigger=Trigger(event_id=cause, at=now), facts={},
+                    to=target, action="recall", invoices=[],
+                ))
+            state.episode = None
+            self._journal(state, now, "episode.ended", episode.episode_id, {})
+
+    # ----------------------------------------------------------------- evaluation at a tick
+
+    def _evaluate(
+        self, state: AccountState, platform: PlatformState, now: datetime, cause: str, notices: list[Notice]
+    ) -> None:
+        zone = self._zone_of(state)
+        today = now.astimezone(zone).date()
+        state.evaluated_until = now
+        state.dirty = False
+        state.platform_revision = platform.revision
+        self._check_arrangements(state, platform, now, today, zone, cause, notices)
+        self._update_episode(state, platform, now, cause, notices)
+        if not self._paused(state):
+            overdue = self._overdue(state, platform, today, zone)
+            base = self._facts(state, platform, today, zone, self.currency, overdue)
+            if state.episode is not None:
+                self._fire_episode_rules(state, platform, now, today, zone, cause, overdue, base, notices)
+            if self.ruleset.invoice_rules:
+                self._fire_invoice_rules(state, platform, now, today, zone, cause, overdue, base, notices)
+        self._release(state, platform, now, cause, notices)
+
+    def _fire_episode_rules(
+        self, state: AccountState, platform: PlatformState, now: datetime, today: date, zone: ZoneInfo, cause: str,
+        overdue: list[tuple[InvoiceState, date, int]], base: dict[str, Any], notices: list[Notice],
+    ) -> None:
+        episode = state.episode
+        waiting = {p.rule_id for p in state.pending}
+        due: list[tuple[int, Rule, dict[str, Any]]] = []
+        for index, rule in self.ruleset.episode_rules:
+            every = rule.every_days
+            if every is None:
+                if rule.id in episode.done:
+                    continue
+            else:
+                last = episode.last_fired.get(rule.id)
+                if rule.id in waiting or (last is not None and (today - last).days < every):
+                    continue
+            facts = self._rule_facts(rule, state, platform, today, zone, overdue, base)
+            if rule.matches(facts):
+                due.append((index, rule, facts))
+        fire = self._collapse(state, now, due, lambda rule: episode.done.__setitem__(rule.id, "skipped"))
+        for index, rule, facts in fire:
+            if rule.every_days is None:
+                episode.done[rule.id] = "fired"
+                key, previous = f"{rule.id}|{episode.episode_id}", None
+            else:
+                previous = episode.last_fired.get(rule.id)
+                episode.last_fired[rule.id] = today
+                key = f"{rule.id}|{episode.episode_id}|{today.isoformat()}"
+            self._decide(state, platform, now, cause, index, rule, facts, notices, scope="episode", key=key,
+                         episode_id=episode.episode_id, previous_slot=previous)
+
+    def _fire_invoice_rules(
+        self, state: AccountState, platform: PlatformState, now: datetime, today: date, zone: ZoneInfo, cause: str,
+        overdue: list[tuple[InvoiceState, date, int]], base: dict[str, Any], notices: list[Notice],
+    ) -> None:
+        for invoice in list(state.invoices.values()):
+            if not self._dunnable(invoice):
+                continue
+            until_due = (self._effective_due(invoice, platform, zone) - today).days
+            if until_due < 0:
+                continue
+            due = []
+            for index, rule in self.ruleset.invoice_rules:
+                if rule.id in invoice.rules_done:
+                    continue
+                facts = dict(self._rule_facts(rule, state, platform, today, zone, overdue, base))
+                facts["days_until_due"] = until_due
+                if rule.matches(facts):
+                    due.append((index, rule, facts))
+            for index, rule, facts in self._collapse(state, now, due, lambda rule: invoice.rules_done.append(rule.id)):
+                invoice.rules_done.append(rule.id)
+                self._decide(state, platform, now, cause, index, rule, facts, notices, scope="invoice",
+                             key=f"{rule.id}|invoice:{invoice.invoice_id}", invoice_id=invoice.invoice_id,
+                             episode_id=state.episode.episode_id if state.episode else None)
+
+    def _collapse(self, state: AccountState, now: datetime, due: list, mark_skipped) -> list:
+        """Of once-only rules of one kind due together, only the last in file order fires; the rest are skipped."""
+        last_of_kind: dict[str, int] = {}
+        for position, (_, rule, _) in enumerate(due):
+            if rule.every_days is None:
+                last_of_kind[rule.emit.kind] = position
+        fire = []
+        for position, (index, rule, facts) in enumerate(due):
+            if rule.every_days is None and last_of_kind[rule.emit.kind] != position:
+                mark_skipped(rule)
+                superseded_by = due[last_of_kind[rule.emit.kind]][1].id
+                self._journal(state, now, "decision.skipped", rule.id, {"superseded_by": superseded_by})
+            else:
+                fire.append((index, rule, facts))
+        return fire
+
+    def _fire_event_rules(
+        self, state: AccountState, platform: PlatformState, event_type: str, event_id: str, now: datetime,
+        event_facts: dict[str, Any], notices: list[Notice], invoice_id: str | None = None,
+    ) -> None:
+        rules = self.ruleset.event_rules(event_type)
+        if not rules:
+            return
+        if event_facts.get("failure_reason") == "system_error":
+            # Our own platform's fault never counts against the customer.
+            for _, rule in rules:
+                self._journal(state, now, "decision.suppressed", rule.id, {"reason": "payment failed by system_error"})
+            return
+        zone = self._zone_of(state)
+        today = now.astimezone(zone).date()
+        overdue = self._overdue(state, platform, today, zone)
+        base = self._facts(state, platform, today, zone, self.currency, overdue)
+        for index, rule in rules:
+            facts = {**self._rule_facts(rule, state, platform, today, zone, overdue, base), **event_facts}
+            if rule.matches(facts):
+                self._decide(state, platform, now, event_id, index, rule, facts, notices, scope="event",
+                             key=f"{rule.id}|event:{event_id}", invoice_id=invoice_id,
+                             episode_id=state.episode.episode_id if state.episode else None)
+
+    def _decide(
+        self, state: AccountState, platform: PlatformState, now: datetime, cause: str, index: int, rule: Rule,
+        facts: dict[str, Any], notices: list[Notice], *, scope: str, key: str, episode_id: str | None = None,
+        invoice_id: str | None = None, previous_slot: date | None = None,
+    ) -> None:
+        shown = {name: (_money(value) if isinstance(value, Decimal) else value) for name, value in facts.items()}
+        if rule.emit.kind == "handoff":
+            trigger = Trigger(event_id=cause, at=now)
+            invoices = self._concerned(state, platform, now, invoice_id)
+            notices.append(self._build(
+                state, platform, now, cause, kind="handoff", rule_id=rule.id, key=key, episode_id=episode_id,
+                trigger=trigger, facts=shown, to=rule.emit.to, action="open", invoices=invoices,
+            ))
+            if state.episode is not None and episode_id == state.episode.episode_id:
+                state.episode.open_handoffs[rule.emit.to] = rule.id
+            return
+        state.pending.append(Pending(
+            key=key, rule_id=rule.id, rule_index=index, kind=rule.emit.kind, scope=scope, trigger_event=cause,
+            trigger_at=now, facts=shown, episode_id=episode_id, invoice_id=invoice_id, previous_slot=previous_slot,
+        ))
+
+    # ----------------------------------------------------------------- release of waiting notices
+
+    def _still_due(self, state: AccountState, platform: PlatformState, pending: Pending, today: date,
+                   zone: ZoneInfo) -> bool:
+        """A waiting time-rule notice goes only if its reason still holds when the window opens."""
+        if pending.scope == "event":
+            return True
+        if self._paused(state):
+            return False
+        _, rule = self._rules_by_id[pending.rule_id]
+        overdue = self._overdue(state, platform, today, zone)
+        facts = self._rule_facts(rule, state, platform, today, zone, overdue,
+                                 self._facts(state, platform, today, zone, self.currency, overdue))
+        if pending.scope == "episode":
+            return state.episode is not None and state.episode.episode_id == pending.episode_id and rule.matches(facts)
+        invoice = state.invoices.get(pending.invoice_id)
+        if invoice is None or not self._dunnable(invoice):
+            return False
+        return rule.matches({**facts, "days_until_due": (self._effective_due(invoice, platform, zone) - today).days})
+
+    def _withdraw(self, state: AccountState, pending: Pending, now: datetime) -> None:
+        if pending.scope == "episode" and state.episode is not None and state.episode.episode_id == pending.episode_id:
+            _, rule = self._rules_by_id[pending.rule_id]
+            if rule.every_days is None:
+                state.episode.done.pop(rule.id, None)
+            elif pending.previous_slot is None:
+                state.episode.last_fired.pop(rule.id, None)
+            else:
+                state.episode.last_fired[rule.id] = pending.previous_slot
+        elif pending.scope == "invoice" and pending.invoice_id in state.invoices:
+            done = state.invoices[pending.invoice_id].rules_done
+            if pending.rule_id in done:
+                done.remove(pending.rule_id)
+        self._journal(state, now, "decision.withdrawn", pending.rule_id, {"notice_id": notice_id(state.account_id, pending.key)})
+
+    def _release(
+        self, state: AccountState, platform: PlatformState, now: datetime, cause: str, notices: list[Notice]
+    ) -> None:
+        if not state.pending:
+            return
+        zone = self._zone_of(state)
+        local = now.astimezone(zone)
+        today = local.date()
+        still = []
+        for pending in state.pending:
+            if self._still_due(state, platform, pending, today, zone):
+                still.append(pending)
+            else:
+                self._withdraw(state, pending, now)
+        state.pending = still
+        window = self.ruleset.contact_window
+        if window is not None and not window.contains(local.time()):
+            for pending in still:
+                if "contact_window" not in pending.deferred_by:
+                    pending.deferred_by.append("contact_window")
+            return
+        week_start = today - timedelta(days=WEEK_DAYS - 1)
+        state.sent_days = [day for day in state.sent_days if day >= week_start]
+        room = len(still)
+        limits = self.ruleset.limits
+        if limits.per_day is not None:
+            room = min(room, limits.per_day - sum(1 for day in state.sent_days if day == today))
+        if limits.per_week is not None:
+            room = min(room, limits.per_week - len(state.sent_days))
+        still.sort(key=lambda p: (_KIND_PRIORITY[p.kind], p.rule_index, p.trigger_at, p.key))
+        release, state.pending = still[:max(room, 0)], still[max(room, 0):]
+        for pending in state.pending:
+            if "limits" not in pending.deferred_by:
+                pending.deferred_by.append("limits")
+        for pending in release:
+            self._send(state, platform, now, cause, pending, notices)
+
+    def _send(
+        self, state: AccountState, platform: PlatformState, now: datetime, cause: str, pending: Pending,
+        notices: list[Notice],
+    ) -> None:
+        _, rule = self._rules_by_id[pending.rule_id]
+        candidates: list[str] = []
+        for channel in rule.emit.channels:
+            candidates.extend(state.channels if channel == "preferred" else [channel])
+        channel = next((c for c in candidates if c not in state.opted_out), None)
+        if channel is None:
+            self._journal(state, now, "decision.suppressed", rule.id,
+                          {"reason": "the customer opted out of every channel the rule allows",
+                           "notice_id": notice_id(state.account_id, pending.key)})
+            return
+        state.sent_days.append(now.astimezone(self._zone_of(state)).date())
+        notices.append(self._build(
+            state, platform, now, cause, kind=pending.kind, rule_id=rule.id, key=pending.key,
+            episode_id=pending.episode_id,
+            trigger=Trigger(event_id=pending.trigger_event, at=pending.trigger_at, deferred_by=pending.deferred_by),
+            facts=pending.facts, channel=channel, template=rule.emit.template,
+            invoices=self._concerned(state, platform, now, pending.invoice_id),
+        ))
+
+    # ----------------------------------------------------------------- notice construction
+
+    def _concerned(
+        self, state: AccountState, platform: PlatformState, now: datetime, invoice_id: str | None
+    ) -> list[InvoiceConcerned]:
+        zone = self._zone_of(state)
+        today = now.astimezone(zone).date()
+        invoice = state.invoices.get(invoice_id) if invoice_id else None
+        if invoice is not None:
+            chosen = [(invoice, self._effective_due(invoice, platform, zone))]
+        else:
+            chosen = [(inv, due) for inv, due, _ in self._overdue(state, platform, today, zone)]
+        return [
+            InvoiceConcerned(invoice_id=inv.invoice_id, currency=inv.currency, amount_due=inv.balance, due_date=due)
+            for inv, due in sorted(chosen, key=lambda pair: (pair[1], pair[0].invoice_id))
+        ]
+
+    def _build(
+        self, state: AccountState, platform: PlatformState, now: datetime, cause: str, *, kind: str, rule_id: str,
+        key: str, episode_id: str | None, trigger: Trigger, facts: dict[str, Any], invoices: list[InvoiceConcerned],
+        channel: str | None = None, template: str | None = None, to: str | None = None, action: str | None = None,
+    ) -> Notice:
+        zone = self._zone_of(state)
+        overdue_list = self._overdue(state, platform, now.astimezone(zone).date(), zone)
+        overdue: dict[str, Decimal] = {}
+        for invoice, _, _ in overdue_list:
+            overdue[invoice.currency] = overdue.get(invoice.currency, ZERO) + invoice.balance
+        the_id = notice_id(state.account_id, key)
+        notice = Notice(
+            notice_id=the_id, kind=kind, account_id=state.account_id, rule_id=rule_id, ruleset_version=self.version,
+            channel=channel, template=template, to=to, action=action,
+            days_past_due=max((days for _, _, days in overdue_list), default=0), overdue=overdue,
+            invoices=invoices, episode_id=episode_id, issued_at=now, caused_by=cause, trigger=trigger,
+            facts=facts, case_file=self._case_file(state) if kind == "handoff" else None,
+        )
+        detail = {"rule_id": rule_id, "issued_at": now.isoformat()}
+        if channel:
+            detail["channel"] = channel
+        if to:
+            detail["to"] = to
+            detail["action"] = action or "open"
+        self._journal(state, now, f"notice.{kind}", the_id, detail)
+        return notice
+
+    def _case_file(self, state: AccountState) -> CaseFile:
+        """The delinquency story: events since the oldest open invoice was issued, and the episode's notices."""
+        open_since = min((inv.issued_at for inv in state.invoices.values() if inv.status == "open"), default=None)
+        episode_start = state.episode.started_at if state.episode else None
+        events, notices = [], []
+        for entry in state.journal:
+            if entry.what.startswith("notice."):
+                if episode_start is None or entry.at >= episode_start:
+                    notices.append(entry)
+            elif not entry.what.startswith(("decision.", "episode.")):
+                if open_since is None or entry.at >= open_since:
+                    events.append(entry)
+        as_case = lambda entries: [CaseEntry(at=e.at, what=e.what, id=e.id, detail=e.detail)  # noqa: E731
+                                   for e in entries[-CASE_FILE_LIMIT:]]
+        return CaseFile(events=as_case(events), notices=as_case(notices))
+
+    def _journal(self, state: AccountState, at: datetime, what: str, entry_id: str, detail: dict[str, str]) -> None:
+        state.journal.append(JournalEntry(at, what, entry_id, detail))
+        if len(state.journal) > JOURNAL_LIMIT:
+            del state.journal[: len(state.journal) - JOURNAL_LIMIT]
+

@@ -1,0 +1,138 @@
+"""Reads ruleset YAML files and turns every problem into a message naming file, line, rule id and field.
+
+PyYAML follows YAML 1.1, where `on`, `off`, `yes` and `no` are booleans: the rule language's `on:` key would
+silently become `True:`. Our loader resolves only true/false as booleans (as YAML 1.2 does), keeps every other
+plain scalar as the author wrote it, and refuses duplicate keys instead of keeping the last one.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from rules.model import Ruleset
+
+Location = tuple[Any, ...]
+
+
+class _RulesLoader(yaml.SafeLoader):
+    pass
+
+
+# Drop YAML 1.1's bool and base-60 resolvers, then add back YAML 1.2's booleans only.
+_RulesLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in ("tag:yaml.org,2002:bool",)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_RulesLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+for _first, _resolvers in _RulesLoader.yaml_implicit_resolvers.items():
+    # 08:00 would otherwise read as the sexagesimal integer 480 (int) or 480.0 (float).
+    _RulesLoader.yaml_implicit_resolvers[_first] = [
+        (tag, regexp) for tag, regexp in _resolvers
+        if not (tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float") and ":" in regexp.pattern
+                and regexp.match("08:00"))
+    ]
+
+
+class RulesetError(Exception):
+    """A ruleset file that cannot be used; str() is the message for the author."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class _Document:
+    data: Any
+    lines: dict[Location, int]
+
+
+def _walk(node: yaml.Node, loader: _RulesLoader, path: Location, lines: dict[Location, int], source: str) -> Any:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if key in result:
+                raise RulesetError([f"{source}:{key_node.start_mark.line + 1}: key {key!r} appears twice"])
+            lines[path + (key,)] = key_node.start_mark.line + 1
+            result[key] = _walk(value_node, loader, path + (key,), lines, source)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_walk(item, loader, path + (index,), lines, source) for index, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def _parse(text: str, source: str) -> _Document:
+    loader = _RulesLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise RulesetError([f"{source}: the file is empty"])
+        lines: dict[Location, int] = {}
+        return _Document(_walk(node, loader, (), lines, source), lines)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise RulesetError([f"{where}: not valid YAML: {exc.problem}"]) from None
+    finally:
+        loader.dispose()
+
+
+_FIELD_PREFIX = re.compile(r"^([a-z_]+(?:\.[a-z_]+)*): (.*)$", re.S)
+
+
+def _describe(error: dict[str, Any], document: _Document, source: str) -> str:
+    loc: Location = tuple(error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    # Whole-rule validators name the field they object to as a "field.path: " prefix.
+    prefixed = _FIELD_PREFIX.match(message)
+    if prefixed:
+        loc += tuple(prefixed.group(1).split("."))
+        message = prefixed.group(2)
+    line = None
+    for depth in range(len(loc), -1, -1):
+        line = document.lines.get(loc[:depth])
+        if line is not None:
+            break
+    where = f"{source}:{line}" if line else source
+    rule = ""
+    if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
+        rules = document.data.get("rules") if isinstance(document.data, dict) else None
+        entry = rules[loc[1]] if isinstance(rules, list) and loc[1] < len(rules) else None
+        rule_id = entry.get("id") if isinstance(entry, dict) else None
+        rule = f" rule {rule_id!r}:" if rule_id else f" rule #{loc[1] + 1}:"
+        loc = loc[2:]
+    field = ".".join(str(part) for part in loc if not str(part).startswith(("function-", "union[")))
+    if error["type"] == "extra_forbidden":
+        message = "unknown field (check its spelling)"
+    return f"{where}:{rule} {field + ': ' if field else ''}{message}"
+
+
+def parse_ruleset(text: str, source: str = "<rules>") -> Ruleset:
+    document = _parse(text, source)
+    if not isinstance(document.data, dict):
+        raise RulesetError([f"{source}: a ruleset is a mapping with version, defaults and rules"])
+    try:
+        return Ruleset.model_validate(document.data)
+    except ValidationError as exc:
+        raise RulesetError([_describe(error, document, source) for error in exc.errors()]) from None
+
+
+def load_ruleset(path: str | Path) -> Ruleset:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RulesetError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise RulesetError([f"{path}: not UTF-8 text"]) from None
+    return parse_ruleset(text, str(path))

@@ -1,0 +1,329 @@
+"""The rule language: pydantic models of a ruleset file, with conditions compiled to plain predicates."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import time
+from decimal import Decimal
+from typing import Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from schemas.events import PaymentFailed
+from schemas.notices import HandoffTarget, NoticeKind
+from schemas.types import Currency, TimeZoneName
+
+ARRANGEMENT_BROKEN = "arrangement.broken"
+# Event types a rule may react to with `on:`; arrangement.broken is raised by the engine itself.
+RULE_EVENT_TYPES = (
+    "invoice.issued",
+    "invoice.adjusted",
+    "invoice.cancelled",
+    "payment.received",
+    "payment.failed",
+    "arrangement.agreed",
+    "arrangement.cancelled",
+    "dispute.opened",
+    "dispute.resolved",
+    "account.updated",
+    ARRANGEMENT_BROKEN,
+)
+
+FactKind = Literal["days_past", "days_until", "money", "count", "choice", "flag", "text"]
+
+
+@dataclass(frozen=True, slots=True)
+class FactSpec:
+    kind: FactKind
+    choices: tuple[str, ...] = ()
+
+
+ACCOUNT_FACTS: dict[str, FactSpec] = {
+    "days_past_due": FactSpec("days_past"),
+    "days_until_due": FactSpec("days_until"),
+    "overdue_amount": FactSpec("money"),
+    "open_balance": FactSpec("money"),
+    "overdue_invoices": FactSpec("count"),
+    "risk_tier": FactSpec("choice", ("low", "standard", "high")),
+    "arrangement": FactSpec("choice", ("none", "active", "broken")),
+    "first_time": FactSpec("flag"),
+}
+
+# Facts of the triggering event, per `on:` type, for event rules.
+EVENT_FACTS: dict[str, dict[str, FactSpec]] = {
+    "payment.failed": {
+        "failure_reason": FactSpec("choice", PaymentFailed.model_fields["reason"].annotation.__args__),
+        "amount": FactSpec("money"),
+        "currency": FactSpec("text"),
+    },
+    "payment.received": {"amount": FactSpec("money"), "currency": FactSpec("text")},
+    "invoice.issued": {"amount": FactSpec("money"), "currency": FactSpec("text")},
+    "invoice.adjusted": {"amount": FactSpec("money")},
+    "arrangement.agreed": {"arrangement_kind": FactSpec("choice", ("extension", "promise_to_pay", "installments"))},
+    ARRANGEMENT_BROKEN: {"arrangement_kind": FactSpec("choice", ("extension", "promise_to_pay", "installments"))},
+}
+
+OPERATORS = ("gte", "lte", "gt", "lt", "eq", "between", "in")
+
+
+def _typed_value(spec: FactSpec, value: Any) -> Any:
+    """Checks one literal in a condition against the fact's type."""
+    if spec.kind == "money":
+        if isinstance(value, float):
+            raise ValueError(f"write amounts as quoted decimal strings (\"{value:.2f}\"), not floats")
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ValueError("an amount must be a quoted decimal string such as \"100.00\"")
+        if not re.fullmatch(r"-?\d+(\.\d+)?", str(value)):
+            raise ValueError(f"{value!r} is not a decimal amount")
+        return Decimal(str(value))
+    if spec.kind in ("days_past", "days_until", "count"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected a whole number of {'days' if spec.kind != 'count' else 'items'}, got {value!r}")
+        return value
+    if spec.kind == "flag":
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {value!r}")
+        return value
+    if spec.kind == "choice":
+        if value not in spec.choices:
+            raise ValueError(f"{value!r} is not one of {', '.join(spec.choices)}")
+        return value
+    return str(value)
+
+
+def _comparison(op: str, spec: FactSpec, operand: Any) -> Callable[[Any], bool]:
+    if op == "between":
+        if not isinstance(operand, list) or len(operand) != 2:
+            raise ValueError("between takes a list of two bounds, e.g. [1, 7]")
+        low, high = (_typed_value(spec, bound) for bound in operand)
+        if low > high:
+            raise ValueError(f"between bounds are reversed: {low} > {high}")
+        return lambda actual: actual is not None and low <= actual <= high
+    if op == "in":
+        if not isinstance(operand, list) or not operand:
+            raise ValueError("in takes a non-empty list")
+        allowed = frozenset(_typed_value(spec, item) for item in operand)
+        return lambda actual: actual in allowed
+    bound = _typed_value(spec, operand)
+    if op == "eq":
+        return lambda actual: actual == bound
+    if spec.kind in ("choice", "flag", "text"):
+        raise ValueError(f"{op} compares numbers; use eq or in for this fact")
+    compare = {
+        "gte": lambda actual: actual >= bound,
+        "lte": lambda actual: actual <= bound,
+        "gt": lambda actual: actual > bound,
+        "lt": lambda actual: actual < bound,
+    }[op]
+    return lambda actual: actual is not None and compare(actual)
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    fact: str
+    test: Callable[[Any], bool]
+    source: Any
+
+    def holds(self, facts: dict[str, Any]) -> bool:
+        return self.test(facts.get(self.fact))
+
+
+def compile_condition(fact: str, spec: FactSpec, written: Any) -> Condition:
+    if isinstance(written, dict):
+        unknown = sorted(set(written) - set(OPERATORS))
+        if unknown:
+            raise ValueError(f"unknown operator {unknown[0]!r}; use one of {', '.join(OPERATORS)}")
+        if not written:
+            raise ValueError("an empty condition; give a value or an operator")
+        tests = [_comparison(op, spec, operand) for op, operand in written.items()]
+        return Condition(fact, lambda actual: all(test(actual) for test in tests), written)
+    if isinstance(written, list):
+        raise ValueError("a list needs an operator: {in: [...]} or {between: [low, high]}")
+    value = _typed_value(spec, written)
+    if spec.kind == "days_past":
+        # A bare number on days past due means "that day has been reached".
+        return Condition(fact, lambda actual: actual is not None and actual >= value, written)
+    if spec.kind == "days_until":
+        return Condition(fact, lambda actual: actual is not None and 0 <= actual <= value, written)
+    return Condition(fact, lambda actual: actual == value, written)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Emit(_Strict):
+    kind: NoticeKind
+    channel: str | list[str] | None = Field(
+        default=None, description="a channel, or a list (the first one the customer has not opted out of); "
+        "'preferred' stands for the customer's own ordered channels"
+    )
+    template: str | None = None
+    to: HandoffTarget | None = None
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> "Emit":
+        if self.kind == "handoff":
+            if self.to is None:
+                raise ValueError("a handoff needs to: collector, agency or legal")
+            if self.channel is not None:
+                raise ValueError("a handoff has no channel; it goes to a team, not the customer")
+        else:
+            if self.to is not None:
+                raise ValueError(f"to: is for handoffs, not for a {self.kind}")
+            if not self.channel:
+                raise ValueError(f"a {self.kind} needs a channel")
+            if not self.template:
+                raise ValueError(f"a {self.kind} needs a template")
+        return self
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        if self.channel is None:
+            return ()
+        return (self.channel,) if isinstance(self.channel, str) else tuple(self.channel)
+
+
+class Rule(_Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    description: str | None = None
+    on: str | None = Field(default=None, description="an event type: the rule fires on each matching event")
+    when: dict[str, Any] = Field(default_factory=dict)
+    every: str | None = Field(default=None, pattern=r"^[1-9][0-9]*[dw]$", description="repeat interval: 1d, 2d, 1w")
+    currency: Currency | None = Field(default=None, description="currency of amount facts; default: the ruleset's")
+    emit: Emit
+
+    _conditions: tuple[Condition, ...] = PrivateAttr(default=())
+
+    @field_validator("on")
+    @classmethod
+    def _known_event(cls, value: str | None) -> str | None:
+        if value is not None and value not in RULE_EVENT_TYPES:
+            raise ValueError(f"{value!r} is not an event a rule can react to; use one of {', '.join(RULE_EVENT_TYPES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _compile(self) -> "Rule":
+        allowed = dict(ACCOUNT_FACTS)
+        if self.on is not None:
+            allowed.pop("days_until_due")
+            allowed.update(EVENT_FACTS.get(self.on, {}))
+            if self.every is not None:
+                raise ValueError("every: for time rules only; an event rule fires on each matching event")
+        elif "days_until_due" in self.when and "days_past_due" in self.when:
+            raise ValueError("when: a rule looks either before the due date (days_until_due) or after it (days_past_due)")
+        conditions = []
+        for fact, written in self.when.items():
+            spec = allowed.get(fact)
+            if spec is None:
+                raise ValueError(f"when.{fact}: unknown fact; known here: {', '.join(sorted(allowed))}")
+            try:
+                conditions.append(compile_condition(fact, spec, written))
+            except ValueError as exc:
+                raise ValueError(f"when.{fact}: {exc}") from None
+        self._conditions = tuple(conditions)
+        return self
+
+    @property
+    def conditions(self) -> tuple[Condition, ...]:
+        return self._conditions
+
+    @property
+    def per_invoice(self) -> bool:
+        return self.on is None and "days_until_due" in self.when
+
+    @property
+    def every_days(self) -> int | None:
+        if self.every is None:
+            return None
+        count = int(self.every[:-1])
+        return count * 7 if self.every.endswith("w") else count
+
+    def matches(self, facts: dict[str, Any]) -> bool:
+        return all(condition.holds(facts) for condition in self._conditions)
+
+
+class Defaults(_Strict):
+    timezone: TimeZoneName
+    currency: Currency
+
+
+class ContactWindow(_Strict):
+    start: time
+    end: time
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _clock_time(cls, value: Any) -> Any:
+        if isinstance(value, int):
+            # YAML 1.1 reads an unquoted 08:00 as a base-60 number; ours does not, but hand-built dicts might.
+            raise ValueError("write times as quoted \"HH:MM\"")
+        return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "ContactWindow":
+        if self.start == self.end:
+            raise ValueError("the contact window is empty: start equals end")
+        return self
+
+    def contains(self, local: time) -> bool:
+        if self.start < self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+
+class Limits(_Strict):
+    per_day: int | None = Field(default=None, ge=1)
+    per_week: int | None = Field(default=None, ge=1, description="over any 7 consecutive local days")
+
+
+class Ruleset(_Strict):
+    version: str = Field(min_length=1, description="quote it: 2026.11 unquoted is a number")
+    description: str | None = None
+    defaults: Defaults
+    contact_window: ContactWindow | None = None
+    limits: Limits = Limits()
+    rules: list[Rule]
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _quoted_version(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)):
+            raise ValueError(f"quote the version (\"{value}\"): unquoted it is a number and loses trailing zeros")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> "Ruleset":
+        seen: set[str] = set()
+        for rule in self.rules:
+            if rule.id in seen:
+                raise ValueError(f"rules: rule id {rule.id!r} is used twice")
+            seen.add(rule.id)
+        return self
+
+    def model_post_init(self, context: Any) -> None:
+        self._episode_rules = tuple((i, r) for i, r in enumerate(self.rules) if r.on is None and not r.per_invoice)
+        self._invoice_rules = tuple((i, r) for i, r in enumerate(self.rules) if r.per_invoice)
+        by_event: dict[str, list[tuple[int, Rule]]] = {}
+        for index, rule in enumerate(self.rules):
+            if rule.on is not None:
+                by_event.setdefault(rule.on, []).append((index, rule))
+        self._by_event = {name: tuple(rules) for name, rules in by_event.items()}
+
+    _episode_rules: tuple[tuple[int, Rule], ...] = PrivateAttr(default=())
+    _invoice_rules: tuple[tuple[int, Rule], ...] = PrivateAttr(default=())
+    _by_event: dict[str, tuple[tuple[int, Rule], ...]] = PrivateAttr(default_factory=dict)
+
+    @property
+    def episode_rules(self) -> tuple[tuple[int, Rule], ...]:
+        """Time rules judged once per delinquency episode (or every N days within it), with file positions."""
+        return self._episode_rules
+
+    @property
+    def invoice_rules(self) -> tuple[tuple[int, Rule], ...]:
+        """Time rules judged per invoice before its due date (they use days_until_due)."""
+        return self._invoice_rules
+
+    def event_rules(self, event_type: str) -> tuple[tuple[int, Rule], ...]:
+        return self._by_event.get(event_type, ())
+

@@ -1,0 +1,162 @@
+"""Per-account state the engine keeps, and platform-wide state every account sees.
+
+Plain slotted dataclasses: the engine's hot path reads and writes them directly, and one pydantic TypeAdapter
+turns them into JSON bytes for the runtime's table and back.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import TypeAdapter
+
+ZERO = Decimal("0")
+JOURNAL_LIMIT = 200
+SEEN_EVENTS_LIMIT = 5000
+
+
+@dataclass(slots=True)
+class InvoiceState:
+    invoice_id: str
+    currency: str
+    amount: Decimal
+    paid: Decimal
+    due_date: date
+    issued_at: datetime
+    status: Literal["open", "paid", "cancelled"] = "open"
+    disputed: bool = False
+    extended_to: date | None = None
+    extension_id: str | None = None
+    plan_id: str | None = None
+    fell_due: date | None = None  # set when the installment plan covering it broke: the remainder fell due then
+    rules_done: list[str] = field(default_factory=list)
+
+    @property
+    def balance(self) -> Decimal:
+        return self.amount - self.paid
+
+
+@dataclass(slots=True)
+class PaymentRecord:
+    currency: str
+    amount: Decimal
+    occurred_at: datetime
+
+
+@dataclass(slots=True)
+class InstallmentState:
+    due_date: date
+    amount: Decimal
+
+
+@dataclass(slots=True)
+class ArrangementState:
+    arrangement_id: str
+    kind: Literal["extension", "promise_to_pay", "installments"]
+    agreed_at: datetime
+    currency: str
+    status: Literal["active", "kept", "broken", "cancelled"] = "active"
+    invoice_ids: list[str] = field(default_factory=list)
+    new_due_date: date | None = None
+    promised_date: date | None = None
+    amount: Decimal | None = None
+    schedule: list[InstallmentState] = field(default_factory=list)
+    ended_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class Pending:
+    """A reminder or urgent notice decided but not yet sent (contact window or limits)."""
+
+    key: str
+    rule_id: str
+    rule_index: int
+    kind: str
+    scope: Literal["episode", "invoice", "event"]
+    trigger_event: str
+    trigger_at: datetime
+    facts: dict[str, Any]
+    episode_id: str | None = None
+    invoice_id: str | None = None
+    previous_slot: date | None = None
+    deferred_by: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Episode:
+    episode_id: str
+    started_at: datetime
+    done: dict[str, str] = field(default_factory=dict)  # once-per-episode rule id -> fired | skipped
+    last_fired: dict[str, date] = field(default_factory=dict)  # repeating rule id -> local date
+    open_handoffs: dict[str, str] = field(default_factory=dict)  # target -> rule id that opened it
+
+
+@dataclass(slots=True)
+class JournalEntry:
+    """One line of an account's audit trail: events, notices and the decisions behind them."""
+
+    at: datetime
+    what: str  # an event type, notice.<kind>, or decision.<skipped|withdrawn|suppressed|deferred>, episode.<...>
+    id: str
+    detail: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class AccountState:
+    account_id: str
+    risk_tier: str = "standard"
+    timezone: str | None = None
+    channels: list[str] = field(default_factory=list)
+    opted_out: list[str] = field(default_factory=list)
+    invoices: dict[str, InvoiceState] = field(default_factory=dict)
+    credit: dict[str, Decimal] = field(default_factory=dict)
+    payments: dict[str, PaymentRecord] = field(default_factory=dict)
+    arrangements: dict[str, ArrangementState] = field(default_factory=dict)
+    episode: Episode | None = None
+    episode_seq: int = 0
+    settled_invoices: int = 0
+    pending: list[Pending] = field(default_factory=list)
+    sent_days: list[date] = field(default_factory=list)  # local dates of recent reminders and urgent notices
+    evaluated_until: datetime | None = None
+    dirty: bool = True  # something changed since the last tick; the next tick must look
+    platform_revision: int = 0
+    seen: dict[str, None] = field(default_factory=dict)  # recent event ids, oldest first
+    journal: list[JournalEntry] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Outage:
+    start: datetime
+    end: datetime
+    grace_days: int
+
+
+@dataclass(slots=True)
+class PlatformState:
+    """What every account sees: the clock and platform outages."""
+
+    clock: datetime | None = None
+    outages: dict[str, Outage] = field(default_factory=dict)
+    revision: int = 0
+
+
+_account_codec: TypeAdapter[AccountState] = TypeAdapter(AccountState)
+_platform_codec: TypeAdapter[PlatformState] = TypeAdapter(PlatformState)
+
+
+def dump_account(state: AccountState) -> bytes:
+    return _account_codec.dump_json(state)
+
+
+def load_account(raw: bytes) -> AccountState:
+    return _account_codec.validate_json(raw)
+
+
+def dump_platform(state: PlatformState) -> bytes:
+    return _platform_codec.dump_json(state)
+
+
+def load_platform(raw: bytes) -> PlatformState:
+    return _platform_codec.validate_json(raw)

@@ -1,0 +1,205 @@
+"""Input events: what billing, collections and the platform publish, and the clock.
+
+Every event shares an envelope (event_id, type, account_id, occurred_at). Unknown extra fields are kept but
+ignored; a missing or wrongly typed required field is a validation error.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+
+from schemas.types import Amount, Currency, Day, PositiveAmount, TimeZoneName, Timestamp
+
+FailureReason = Literal["insufficient_funds", "invalid_payment_method", "system_error", "other"]
+RiskTier = Literal["low", "standard", "high"]
+PLATFORM_ACCOUNT = "*"
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    event_id: str = Field(min_length=1, max_length=200)
+    account_id: str = Field(min_length=1, max_length=200)
+    occurred_at: Timestamp
+
+
+class InvoiceIssued(Envelope):
+    type: Literal["invoice.issued"]
+    invoice_id: str = Field(min_length=1)
+    amount: Amount
+    currency: Currency
+    due_date: Day
+
+
+class InvoiceAdjusted(Envelope):
+    """The invoice's new total; a credit note lowers it."""
+
+    type: Literal["invoice.adjusted"]
+    invoice_id: str = Field(min_length=1)
+    amount: Amount
+
+
+class InvoiceCancelled(Envelope):
+    type: Literal["invoice.cancelled"]
+    invoice_id: str = Field(min_length=1)
+
+
+class PaymentReceived(Envelope):
+    """Without invoice_id the payment goes to the oldest due invoice first; any excess becomes credit."""
+
+    type: Literal["payment.received"]
+    payment_id: str = Field(min_length=1)
+    amount: PositiveAmount
+    currency: Currency
+    invoice_id: str | None = None
+
+
+class PaymentFailed(Envelope):
+    """An auto-debit that failed; it changes no balance."""
+
+    type: Literal["payment.failed"]
+    payment_id: str = Field(min_length=1)
+    amount: PositiveAmount
+    currency: Currency
+    invoice_id: str | None = None
+    reason: FailureReason
+
+
+class Installment(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    due_date: Day
+    amount: PositiveAmount
+
+
+class _ArrangementAgreed(Envelope):
+    type: Literal["arrangement.agreed"]
+    arrangement_id: str = Field(min_length=1)
+    currency: Currency | None = Field(default=None, description="defaults to the ruleset's currency")
+
+
+class ExtensionAgreed(_ArrangementAgreed):
+    kind: Literal["extension"]
+    new_due_date: Day
+    invoice_ids: list[str] | None = Field(default=None, description="absent: every open invoice")
+
+
+class PromiseToPayAgreed(_ArrangementAgreed):
+    kind: Literal["promise_to_pay"]
+    promised_date: Day
+    amount: PositiveAmount
+
+
+class InstallmentsAgreed(_ArrangementAgreed):
+    kind: Literal["installments"]
+    schedule: list[Installment] = Field(min_length=1)
+    invoice_ids: list[str] | None = Field(default=None, description="absent: every open invoice")
+
+    @field_validator("schedule")
+    @classmethod
+    def _in_date_order(cls, schedule: list[Installment]) -> list[Installment]:
+        dates = [item.due_date for item in schedule]
+        if dates != sorted(dates) or len(set(dates)) != len(dates):
+            raise ValueError("installment due dates must be distinct and in ascending order")
+        return schedule
+
+
+ArrangementAgreed = Annotated[
+    Union[ExtensionAgreed, PromiseToPayAgreed, InstallmentsAgreed], Field(discriminator="kind")
+]
+
+
+class ArrangementCancelled(Envelope):
+    type: Literal["arrangement.cancelled"]
+    arrangement_id: str = Field(min_length=1)
+
+
+class DisputeOpened(Envelope):
+    type: Literal["dispute.opened"]
+    invoice_id: str = Field(min_length=1)
+
+
+class DisputeResolved(Envelope):
+    type: Literal["dispute.resolved"]
+    invoice_id: str = Field(min_length=1)
+
+
+class AccountUpdated(Envelope):
+    type: Literal["account.updated"]
+    risk_tier: RiskTier | None = None
+    timezone: TimeZoneName | None = None
+    channels: list[str] | None = Field(default=None, description="preferred contact channels, in order")
+    opted_out_channels: list[str] | None = None
+
+
+class PlatformOutage(Envelope):
+    """Platform-wide: due dates inside [start, end] move to the local date of end + grace_days."""
+
+    type: Literal["platform.outage"]
+    account_id: Literal["*"] = PLATFORM_ACCOUNT
+    outage_id: str = Field(min_length=1)
+    start: Timestamp
+    end: Timestamp
+    grace_days: int = Field(ge=0, le=366)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "PlatformOutage":
+        if self.end < self.start:
+            raise ValueError("outage end is before its start")
+        return self
+
+
+class ClockTick(Envelope):
+    """The engine's only source of "now". account_id "*" reaches every account."""
+
+    type: Literal["clock.tick"]
+    at: Timestamp
+
+
+InputEvent = Annotated[
+    Union[
+        InvoiceIssued,
+        InvoiceAdjusted,
+        InvoiceCancelled,
+        PaymentReceived,
+        PaymentFailed,
+        ArrangementAgreed,
+        ArrangementCancelled,
+        DisputeOpened,
+        DisputeResolved,
+        AccountUpdated,
+        PlatformOutage,
+        ClockTick,
+    ],
+    Field(discriminator="type"),
+]
+
+EVENT_TYPES: tuple[str, ...] = (
+    "invoice.issued",
+    "invoice.adjusted",
+    "invoice.cancelled",
+    "payment.received",
+    "payment.failed",
+    "arrangement.agreed",
+    "arrangement.cancelled",
+    "dispute.opened",
+    "dispute.resolved",
+    "account.updated",
+    "platform.outage",
+    "clock.tick",
+)
+
+input_event_adapter: TypeAdapter[InputEvent] = TypeAdapter(InputEvent)
+
+
+def parse_event(raw: bytes | str) -> InputEvent:
+    """Decodes and validates one JSON event; raises pydantic.ValidationError on bad input."""
+    return input_event_adapter.validate_json(raw)
+
+
+def tick(at: Timestamp, account_id: str = PLATFORM_ACCOUNT) -> ClockTick:
+    """A clock tick whose id is derived from its instant, so re-sent ticks are recognisably the same."""
+    return ClockTick(
+        event_id=f"tick:{at.isoformat()}", type="clock.tick", account_id=account_id, occurred_at=at, at=at
+    )

@@ -1,0 +1,79 @@
+"""Output: the notices the engine issues. They carry ids and amounts, never addresses or names."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from schemas.types import Amount, Currency, Day, Timestamp
+
+NoticeKind = Literal["reminder", "urgent_notice", "handoff"]
+HandoffTarget = Literal["collector", "agency", "legal"]
+HandoffAction = Literal["open", "recall"]
+NOTICE_KINDS: tuple[str, ...] = ("reminder", "urgent_notice", "handoff")
+
+FactValue = str | int | bool | None
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InvoiceConcerned(_Contract):
+    invoice_id: str
+    currency: Currency
+    amount_due: Amount
+    due_date: Day = Field(description="the effective due date (after extensions, plans and outage grace)")
+
+
+class CaseEntry(_Contract):
+    """One line of a case file: an event the account went through, or a notice it was sent."""
+
+    at: Timestamp
+    what: str = Field(description="event type, or 'notice.<kind>'")
+    id: str = Field(description="event_id or notice_id")
+    detail: dict[str, str] = Field(default_factory=dict)
+
+
+class CaseFile(_Contract):
+    events: list[CaseEntry]
+    notices: list[CaseEntry]
+
+
+class Trigger(_Contract):
+    """What made the rule fire, when that differs from what released the notice."""
+
+    event_id: str
+    at: Timestamp
+    deferred_by: list[Literal["contact_window", "limits"]] = Field(default_factory=list)
+
+
+class Notice(_Contract):
+    notice_id: str = Field(description="deterministic: the same inputs always give the same id")
+    kind: NoticeKind
+    account_id: str
+    rule_id: str
+    ruleset_version: str
+    channel: str | None = Field(default=None, description="reminders and urgent notices")
+    template: str | None = None
+    to: HandoffTarget | None = Field(default=None, description="handoffs")
+    action: HandoffAction | None = Field(default=None, description="handoffs")
+    days_past_due: int
+    overdue: dict[str, Amount] = Field(description="overdue amount per currency")
+    invoices: list[InvoiceConcerned]
+    episode_id: str | None
+    issued_at: Timestamp = Field(description="logical time of the tick or event that released the notice")
+    caused_by: str = Field(description="id of that tick or event")
+    trigger: Trigger = Field(description="the tick or event at which the rule fired")
+    facts: dict[str, FactValue] = Field(description="the facts the rule saw when it fired")
+    case_file: CaseFile | None = Field(default=None, description="handoffs: the episode's recent events and notices")
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+notice_adapter: TypeAdapter[Notice] = TypeAdapter(Notice)
+
+
+def as_plain(notice: Notice) -> dict[str, Any]:
+    return notice.model_dump(mode="json", exclude_none=True)

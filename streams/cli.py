@@ -1,0 +1,150 @@
+"""`dunning`: the command line. Subcommands for rules, the simulator, schemas and (with the runtime) the worker."""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TextIO
+
+from pydantic import ValidationError
+
+from rules.engine import Engine
+from rules.loader import RulesetError, load_ruleset
+from rules.model import Ruleset
+from rules.simulator import Simulation
+from schemas.events import InputEvent, parse_event
+from schemas.notices import Notice
+from streams.explain import render_timeline
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def duration(text: str) -> timedelta:
+    match = _DURATION.match(text)
+    if not match or int(match.group(1)) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 30m, 1h or 1d")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def aware_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an RFC 3339 time") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; write e.g. 2026-12-01T00:00:00+08:00")
+    return value
+
+
+def describe_validation(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"] if not str(p).startswith(("function-", "tagged-union")))
+        parts.append(f"{where or 'event'}: {item['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
+def read_events(path: Path, errors: TextIO) -> tuple[list[InputEvent], int]:
+    """Valid events in file order, and how many lines were rejected (each reported with its line number)."""
+    events, rejected = [], 0
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                events.append(parse_event(line))
+            except ValidationError as exc:
+                rejected += 1
+                print(f"{path}:{number}: rejected: {describe_validation(exc)}", file=errors)
+    return events, rejected
+
+
+def load_or_report(paths: list[str], errors: TextIO) -> list[Ruleset] | None:
+    rulesets, failed = [], False
+    for path in paths:
+        try:
+            rulesets.append(load_ruleset(path))
+        except RulesetError as exc:
+            failed = True
+            print(exc, file=errors)
+    return None if failed else rulesets
+
+
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    rulesets = load_or_report(args.files, sys.stderr)
+    if rulesets is None:
+        return 1
+    for path, ruleset in zip(args.files, rulesets):
+        print(f"{path}: ok (version {ruleset.version}, {len(ruleset.rules)} rules)")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    rulesets = load_or_report([args.rules], sys.stderr)
+    if rulesets is None:
+        return 1
+    events, rejected = read_events(Path(args.events), sys.stderr)
+    simulation = Simulation(Engine(rulesets[0]))
+    simulation.run(events, args.tick, args.until)
+    notices = simulation.sorted_notices()
+    if args.explain:
+        sys.stdout.write(render_timeline(simulation.accounts, notices, rulesets[0].defaults.timezone))
+    else:
+        write_notices(notices, sys.stdout)
+    return 1 if rejected else 0
+
+
+def write_notices(notices: list[Notice], out: TextIO) -> None:
+    for notice in notices:
+        out.write(notice.model_dump_json(exclude_none=True))
+        out.write("\n")
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    from schemas import export
+
+    if args.check:
+        stale = export.stale()
+        for name in stale:
+            print(f"schemas/json/{name} is stale; run `dunning schemas export`", file=sys.stderr)
+        return 1 if stale else 0
+    for name in export.write():
+        print(f"schemas/json/{name}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dunning", description="Rules-driven dunning for overdue receivables.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    rules = commands.add_parser("rules", help="work with ruleset files").add_subparsers(dest="rules_command",
+                                                                                         required=True)
+    check = rules.add_parser("check", help="validate ruleset files; exit 1 if any is invalid")
+    check.add_argument("files", nargs="+")
+    check.set_defaults(handler=cmd_rules_check)
+
+    simulate = commands.add_parser("simulate", help="run events through the engine offline; print notices")
+    simulate.add_argument("--rules", required=True, help="ruleset YAML file")
+    simulate.add_argument("--events", required=True, help="events, one JSON object per line")
+    simulate.add_argument("--until", type=aware_time, help="keep ticking up to this time (RFC 3339)")
+    simulate.add_argument("--tick", type=duration, default=timedelta(hours=1), help="tick interval (default 1h)")
+    simulate.add_argument("--explain", action="store_true", help="print a readable timeline per account instead")
+    simulate.set_defaults(handler=cmd_simulate)
+
+    schemas = commands.add_parser("schemas", help="JSON Schema files of the event contracts")
+    schemas.add_argument("action", choices=["export"], help="write schemas/json/*.schema.json")
+    schemas.add_argument("--check", action="store_true", help="only report stale files; exit 1 if any")
+    schemas.set_defaults(handler=cmd_schemas)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
