@@ -1,0 +1,70 @@
+"""Runs every scenario folder through the simulator and compares with its expected notices."""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rules.engine import Engine
+from rules.loader import load_ruleset
+from rules.simulator import Simulation
+from schemas.events import parse_event
+from schemas.notices import Notice
+from streams.cli import duration
+
+HERE = Path(__file__).parent
+REPO = HERE.parent.parent
+SCENARIOS = sorted(path.parent for path in HERE.glob("*/scenario.yaml"))
+
+
+def describe(notice: Notice) -> str:
+    target = notice.channel if notice.kind != "handoff" else f"{notice.to}/{notice.action}"
+    return f"{notice.issued_at.isoformat()} {notice.account_id} {notice.kind} {notice.rule_id} {target}"
+
+
+def expected_lines(folder: Path) -> list[str]:
+    lines = []
+    for line in (folder / "expected.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            lines.append(" ".join(line.split()))
+    return lines
+
+
+def simulate(folder: Path) -> Simulation:
+    spec = yaml.safe_load((folder / "scenario.yaml").read_text())
+    rules_path = REPO / spec["rules"] if not (folder / spec["rules"]).exists() else folder / spec["rules"]
+    events = [parse_event(line) for line in (folder / "events.jsonl").read_bytes().splitlines() if line.strip()]
+    simulation = Simulation(Engine(load_ruleset(rules_path)))
+    until = datetime.fromisoformat(str(spec["until"]))
+    simulation.run(events, duration(spec.get("tick", "1h")) if spec.get("tick") != "none" else None, until)
+    return simulation
+
+
+def test_the_suite_is_there():
+    assert len(SCENARIOS) >= 15
+
+
+@pytest.mark.parametrize("folder", SCENARIOS, ids=[folder.name for folder in SCENARIOS])
+def test_scenario(folder: Path):
+    simulation = simulate(folder)
+    assert [describe(n) for n in simulation.sorted_notices()] == expected_lines(folder)
+
+
+@pytest.mark.parametrize("folder", SCENARIOS, ids=[folder.name for folder in SCENARIOS])
+def test_no_notice_id_twice(folder: Path):
+    ids = [n.notice_id for n in simulate(folder).notices]
+    assert len(ids) == len(set(ids))
+
+
+def dump(folder: Path) -> str:
+    """For writing a new scenario: prints what the simulator says (review it before pasting into expected.txt)."""
+    return "\n".join(describe(n) for n in simulate(folder).sorted_notices())
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(dump(HERE / sys.argv[1]))
