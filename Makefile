@@ -1,0 +1,30 @@
+# dunning-stream developer targets. All are safe to re-run; `venv` reinstalls only when pyproject.toml changes.
+PYTHON ?= python3
+VENV   := .venv
+STAMP  := $(VENV)/.installed
+KAFKA  := tools/kafka/kafka-local
+
+.PHONY: venv broker-start broker-stop broker-status test demo
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[runtime,dev]'
+	@touch $@
+
+broker-start:
+	@$(KAFKA) start
+	@echo "bootstrap: $$($(KAFKA) bootstrap)"
+
+broker-stop:
+	@$(KAFKA) stop
+
+broker-status:
+	@$(KAFKA) status || true
+
+test: venv
+	$(VENV)/bin/python -m pytest -q
+
+# placeholder: the demo app is filled in by the streams/ work; for now it readies the venv and the broker
+demo: venv broker-start

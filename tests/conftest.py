@@ -1,0 +1,51 @@
+"""Project-wide pytest fixtures. Keep generic: feature fixtures belong in sub-folder conftests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+KAFKA_LOCAL = REPO_ROOT / "tools" / "kafka" / "kafka-local"
+
+
+def _kafka_local(*args: str) -> str:
+    proc = subprocess.run(
+        [str(KAFKA_LOCAL), *args],
+        cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"kafka-local {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """Bootstrap servers of a real Kafka broker.
+
+    KAFKA_BOOTSTRAP_SERVERS if set; otherwise the local broker of tools/kafka/kafka-local,
+    started if needed and stopped at session end only if this session started it
+    (and KAFKA_KEEP_BROKER is not set).
+    """
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    started = subprocess.run(
+        [str(KAFKA_LOCAL), "status"], cwd=REPO_ROOT, capture_output=True, stdin=subprocess.DEVNULL
+    ).returncode != 0
+    _kafka_local("start")
+    try:
+        yield _kafka_local("bootstrap")
+    finally:
+        if started and not os.environ.get("KAFKA_KEEP_BROKER"):
+            _kafka_local("stop")
