@@ -282,6 +282,7 @@ class Engine:
             else:
                 state.payments[event.payment_id] = PaymentRecord(event.currency, event.amount, event.occurred_at)
                 self._allocate(state, event.currency, event.amount, event.invoice_id)
+                self._rejudge_promises(state, platform, event, now)
         elif isinstance(event, PaymentFailed):
             detail = {"payment_id": event.payment_id, "amount": _money(event.amount), "currency": event.currency,
                       "reason": event.reason}
@@ -437,7 +438,23 @@ class Engine:
                 if verdict == "broken":
                     self._fire_event_rules(state, platform, ARRANGEMENT_BROKEN,
                                            f"{arrangement.arrangement_id}:broken", now,
-                                           {"arrangement_kind": arrangement.kind}, notices)
+                                           {"arrangement_kind": arrangement.kind}, notices,
+                                           arrangement_id=arrangement.arrangement_id)
+
+    def _rejudge_promises(
+        self, state: AccountState, platform: PlatformState, payment: PaymentReceived, now: datetime
+    ) -> None:
+        """A payment made before a promise's deadline that arrives after the promise was judged broken
+        (it crossed the midnight tick) makes the promise kept after all."""
+        zone = self._zone_of(state)
+        for arrangement in state.arrangements.values():
+            if (arrangement.kind == "promise_to_pay" and arrangement.status == "broken"
+                    and arrangement.ended_at >= payment.occurred_at >= arrangement.agreed_at):
+                deadline = self._shift_for_outages(arrangement.promised_date, platform, zone)
+                if self._paid_since(state, arrangement, deadline, zone) >= arrangement.amount:
+                    arrangement.status = "kept"
+                    self._journal(state, now, "decision.arrangement_kept", arrangement.arrangement_id,
+                                  {"kind": arrangement.kind, "reason": f"late-arriving payment {payment.payment_id}"})
 
     def _judge_plan(
         self, state: AccountState, platform: PlatformState, plan: ArrangementState, today: date, zone: ZoneInfo
@@ -526,13 +543,12 @@ class Engine:
         for index, rule, facts in fire:
             if rule.every_days is None:
                 episode.done[rule.id] = "fired"
-                key, previous = f"{rule.id}|{episode.episode_id}", None
+                key = f"{rule.id}|{episode.episode_id}"
             else:
-                previous = episode.last_fired.get(rule.id)
-                episode.last_fired[rule.id] = today
+                # A repeating rule counts its days from when it was last sent (see _send), not decided.
                 key = f"{rule.id}|{episode.episode_id}|{today.isoformat()}"
             self._decide(state, platform, now, cause, index, rule, facts, notices, scope="episode", key=key,
-                         episode_id=episode.episode_id, previous_slot=previous)
+                         episode_id=episode.episode_id)
 
     def _fire_invoice_rules(
         self, state: AccountState, platform: PlatformState, now: datetime, today: date, zone: ZoneInfo, cause: str,
@@ -577,6 +593,7 @@ class Engine:
     def _fire_event_rules(
         self, state: AccountState, platform: PlatformState, event_type: str, event_id: str, now: datetime,
         event_facts: dict[str, Any], notices: list[Notice], invoice_id: str | None = None,
+        arrangement_id: str | None = None,
     ) -> None:
         rules = self.ruleset.event_rules(event_type)
         if not rules:
@@ -594,13 +611,13 @@ class Engine:
             facts = {**self._rule_facts(rule, state, platform, today, zone, overdue, base), **event_facts}
             if rule.matches(facts):
                 self._decide(state, platform, now, event_id, index, rule, facts, notices, scope="event",
-                             key=f"{rule.id}|event:{event_id}", invoice_id=invoice_id,
+                             key=f"{rule.id}|event:{event_id}", invoice_id=invoice_id, arrangement_id=arrangement_id,
                              episode_id=state.episode.episode_id if state.episode else None)
 
     def _decide(
         self, state: AccountState, platform: PlatformState, now: datetime, cause: str, index: int, rule: Rule,
         facts: dict[str, Any], notices: list[Notice], *, scope: str, key: str, episode_id: str | None = None,
-        invoice_id: str | None = None, previous_slot: date | None = None,
+        invoice_id: str | None = None, arrangement_id: str | None = None,
     ) -> None:
         shown = {name: (_money(value) if isinstance(value, Decimal) else value) for name, value in facts.items()}
         if rule.emit.kind == "handoff":
@@ -615,7 +632,7 @@ class Engine:
             return
         state.pending.append(Pending(
             key=key, rule_id=rule.id, rule_index=index, kind=rule.emit.kind, scope=scope, trigger_event=cause,
-            trigger_at=now, facts=shown, episode_id=episode_id, invoice_id=invoice_id, previous_slot=previous_slot,
+            trigger_at=now, facts=shown, episode_id=episode_id, invoice_id=invoice_id, arrangement_id=arrangement_id,
         ))
 
     # ----------------------------------------------------------------- release of waiting notices
@@ -624,7 +641,8 @@ class Engine:
                    zone: ZoneInfo) -> bool:
         """A waiting time-rule notice goes only if its reason still holds when the window opens."""
         if pending.scope == "event":
-            return True
+            arrangement = state.arrangements.get(pending.arrangement_id) if pending.arrangement_id else None
+            return arrangement is None or arrangement.status == "broken"
         if self._paused(state):
             return False
         _, rule = self._rules_by_id[pending.rule_id]
@@ -640,13 +658,7 @@ class Engine:
 
     def _withdraw(self, state: AccountState, pending: Pending, now: datetime) -> None:
         if pending.scope == "episode" and state.episode is not None and state.episode.episode_id == pending.episode_id:
-            _, rule = self._rules_by_id[pending.rule_id]
-            if rule.every_days is None:
-                state.episode.done.pop(rule.id, None)
-            elif pending.previous_slot is None:
-                state.episode.last_fired.pop(rule.id, None)
-            else:
-                state.episode.last_fired[rule.id] = pending.previous_slot
+            state.episode.done.pop(pending.rule_id, None)
         elif pending.scope == "invoice" and pending.invoice_id in state.invoices:
             done = state.invoices[pending.invoice_id].rules_done
             if pending.rule_id in done:
@@ -704,7 +716,11 @@ class Engine:
                           {"reason": "the customer opted out of every channel the rule allows",
                            "notice_id": notice_id(state.account_id, pending.key)})
             return
-        state.sent_days.append(now.astimezone(self._zone_of(state)).date())
+        sent_on = now.astimezone(self._zone_of(state)).date()
+        state.sent_days.append(sent_on)
+        episode = state.episode
+        if rule.every_days is not None and episode is not None and episode.episode_id == pending.episode_id:
+            episode.last_fired[rule.id] = sent_on
         notices.append(self._build(
             state, platform, now, cause, kind=pending.kind, rule_id=rule.id, key=pending.key,
             episode_id=pending.episode_id,

@@ -7,6 +7,7 @@ plain scalar as the author wrote it, and refuses duplicate keys instead of keepi
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,12 @@ _RulesLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
 for _first, _resolvers in _RulesLoader.yaml_implicit_resolvers.items():
-    # 08:00 would otherwise read as the sexagesimal integer 480 (int) or 480.0 (float).
+    # YAML 1.1 reads 21:00 as the base-60 integer 1260 (and 1:30.5 as a float): numbers never contain a colon
+    # here, so a plain scalar with one stays the string the author wrote.
     _RulesLoader.yaml_implicit_resolvers[_first] = [
-        (tag, regexp) for tag, regexp in _resolvers
-        if not (tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float") and ":" in regexp.pattern
-                and regexp.match("08:00"))
+        (tag, re.compile(r"(?=[^:]*$)" + regexp.pattern, regexp.flags)
+         if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float") else regexp)
+        for tag, regexp in _resolvers
     ]
 
 
@@ -61,6 +63,9 @@ def _walk(node: yaml.Node, loader: _RulesLoader, path: Location, lines: dict[Loc
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                where = f"{source}:{key_node.start_mark.line + 1}"
+                raise RulesetError([f"{where}: a key must be a plain word, not a list or mapping"])
             if key in result:
                 raise RulesetError([f"{source}:{key_node.start_mark.line + 1}: key {key!r} appears twice"])
             lines[path + (key,)] = key_node.start_mark.line + 1
@@ -72,7 +77,11 @@ def _walk(node: yaml.Node, loader: _RulesLoader, path: Location, lines: dict[Loc
 
 
 def _parse(text: str, source: str) -> _Document:
-    loader = _RulesLoader(text)
+    try:
+        loader = _RulesLoader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise RulesetError([f"{source}:{line}: not valid YAML: control character #x{exc.character:04x}"]) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -83,11 +92,16 @@ def _parse(text: str, source: str) -> _Document:
         mark = exc.problem_mark
         where = f"{source}:{mark.line + 1}" if mark else source
         raise RulesetError([f"{where}: not valid YAML: {exc.problem}"]) from None
+    except RecursionError:
+        raise RulesetError([f"{source}: not valid YAML: nested too deeply, or an alias contains itself"]) from None
+    except (ValueError, TypeError, AttributeError) as exc:
+        # PyYAML's constructors fail this way on explicit tags they cannot honour, e.g. `!!int x`.
+        raise RulesetError([f"{source}: not valid YAML: {exc}"]) from None
     finally:
         loader.dispose()
 
 
-_FIELD_PREFIX = re.compile(r"^([a-z_]+(?:\.[a-z_]+)*): (.*)$", re.S)
+_FIELD_PREFIX = re.compile(r"^([a-z_]+(?:\.(?:[a-z_]+|\d+))*): (.*)$", re.S)
 
 
 def _describe(error: dict[str, Any], document: _Document, source: str) -> str:
@@ -96,7 +110,7 @@ def _describe(error: dict[str, Any], document: _Document, source: str) -> str:
     # Whole-rule validators name the field they object to as a "field.path: " prefix.
     prefixed = _FIELD_PREFIX.match(message)
     if prefixed:
-        loc += tuple(prefixed.group(1).split("."))
+        loc += tuple(int(part) if part.isdigit() else part for part in prefixed.group(1).split("."))
         message = prefixed.group(2)
     line = None
     for depth in range(len(loc), -1, -1):

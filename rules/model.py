@@ -294,11 +294,12 @@ class Ruleset(_Strict):
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "Ruleset":
-        seen: set[str] = set()
-        for rule in self.rules:
+        seen: dict[str, int] = {}
+        for index, rule in enumerate(self.rules):
             if rule.id in seen:
-                raise ValueError(f"rules: rule id {rule.id!r} is used twice")
-            seen.add(rule.id)
+                # Named by position so the loader can point at the second rule, not at `rules:`.
+                raise ValueError(f"rules.{index}.id: rule id {rule.id!r} is already used by rule #{seen[rule.id] + 1}")
+            seen[rule.id] = index
         return self
 
     def model_post_init(self, context: Any) -> None:

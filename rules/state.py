@@ -80,7 +80,7 @@ class Pending:
     facts: dict[str, Any]
     episode_id: str | None = None
     invoice_id: str | None = None
-    previous_slot: date | None = None
+    arrangement_id: str | None = None  # for arrangement.broken notices: withdrawn if a late payment keeps it
     deferred_by: list[str] = field(default_factory=list)
 
 
@@ -89,7 +89,7 @@ class Episode:
     episode_id: str
     started_at: datetime
     done: dict[str, str] = field(default_factory=dict)  # once-per-episode rule id -> fired | skipped
-    last_fired: dict[str, date] = field(default_factory=dict)  # repeating rule id -> local date
+    last_fired: dict[str, date] = field(default_factory=dict)  # repeating rule id -> local date it was last sent
     open_handoffs: dict[str, str] = field(default_factory=dict)  # target -> rule id that opened it
 
 

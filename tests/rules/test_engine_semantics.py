@@ -1,0 +1,236 @@
+"""One test (or a few) per semantic rule of the engine, each through the public step function."""
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from conftest import Harness, at
+from rules.state import dump_account, load_account
+
+MINIMAL = """
+version: "t1"
+defaults: {timezone: Asia/Shanghai, currency: CNY}
+rules:
+  - id: day-1
+    when: {days_past_due: 1}
+    emit: {kind: reminder, channel: sms, template: overdue}
+  - id: collector
+    when: {days_past_due: 3}
+    emit: {kind: handoff, to: collector}
+"""
+
+
+def test_days_past_due_count_in_the_customers_own_timezone(make_harness):
+    shanghai, new_york = make_harness(MINIMAL, "SH"), make_harness(MINIMAL, "NY")
+    new_york.event("account.updated", "2026-10-01 09:00", timezone="America/New_York")
+    for h in (shanghai, new_york):
+        h.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-10")
+    # 17:00 UTC on 10 Oct is already 11 Oct in Shanghai but still 10 Oct (13:00) in New York.
+    moment = "2026-10-10T17:00:00+00:00"
+    assert [n.rule_id for n in shanghai.tick(moment)] == ["day-1"]
+    assert new_york.tick(moment) == []
+    assert [n.days_past_due for n in shanghai.notices] == [1]
+
+
+def test_duplicate_event_ids_and_payment_ids_change_nothing(harness: Harness):
+    harness.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-10")
+    harness.pay("2026-10-02 10:00", "P1", "40.00", event_id="pay-1")
+    snapshot = dump_account(harness.state)
+    harness.pay("2026-10-02 10:00", "P1", "40.00", event_id="pay-1")  # redelivered
+    assert dump_account(harness.state) == snapshot
+    harness.pay("2026-10-02 10:05", "P1", "40.00", event_id="pay-1-resent-by-billing")  # same payment, new id
+    assert harness.state.invoices["I1"].balance == Decimal("60.00")
+
+
+def test_payment_without_invoice_goes_to_the_oldest_due_first_and_excess_becomes_credit(harness: Harness):
+    harness.invoice("2026-10-01 10:00", "LATER", "50.00", "2026-10-20")
+    harness.invoice("2026-10-01 10:00", "EARLIER", "30.00", "2026-10-10")
+    harness.pay("2026-10-02 10:00", "P1", "40.00")
+    assert harness.state.invoices["EARLIER"].status == "paid"
+    assert harness.state.invoices["LATER"].balance == Decimal("40.00")
+    harness.pay("2026-10-02 11:00", "P2", "45.00")
+    assert harness.state.invoices["LATER"].status == "paid"
+    assert harness.state.credit == {"CNY": Decimal("5.00")}
+    harness.invoice("2026-10-03 10:00", "NEXT", "20.00", "2026-10-30")
+    assert harness.state.invoices["NEXT"].balance == Decimal("15.00")
+    assert harness.state.credit == {}
+
+
+def test_named_invoice_is_paid_first_and_currencies_never_mix(harness: Harness):
+    harness.invoice("2026-10-01 10:00", "OLD", "30.00", "2026-10-05")
+    harness.invoice("2026-10-01 10:00", "NAMED", "30.00", "2026-10-25")
+    harness.invoice("2026-10-01 10:00", "DOLLARS", "30.00", "2026-10-01", currency="USD")
+    harness.pay("2026-10-02 10:00", "P1", "40.00", invoice_id="NAMED")
+    assert harness.state.invoices["NAMED"].status == "paid"
+    assert harness.state.invoices["OLD"].balance == Decimal("20.00")
+    assert harness.state.invoices["DOLLARS"].balance == Decimal("30.00")
+
+
+def test_adjustments_and_cancellations_move_money_not_lose_it(harness: Harness):
+    harness.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-10")
+    harness.pay("2026-10-02 10:00", "P1", "80.00")
+    harness.event("invoice.adjusted", "2026-10-03 10:00", invoice_id="I1", amount="60.00")  # credit note
+    assert harness.state.invoices["I1"].status == "paid"
+    assert harness.state.credit == {"CNY": Decimal("20.00")}
+    harness.event("invoice.adjusted", "2026-10-04 10:00", invoice_id="I1", amount="90.00")  # corrected upwards
+    assert harness.state.invoices["I1"].status == "open"
+    assert harness.state.invoices["I1"].balance == Decimal("30.00")
+    harness.event("invoice.cancelled", "2026-10-05 10:00", invoice_id="I1")
+    assert harness.state.credit == {"CNY": Decimal("80.00")}
+
+
+def test_notices_carry_what_the_consumer_and_an_auditor_need(harness: Harness):
+    harness.invoice("2026-10-01 10:00", "I1", "120.50", "2026-10-10")
+    harness.invoice("2026-10-01 10:00", "I2", "10.00", "2026-10-09", currency="USD")
+    harness.run_until("2026-10-10 23:00", "2026-10-11 09:00")
+    [notice] = [n for n in harness.notices if n.rule_id == "overdue-day-1"]
+    assert notice.account_id == "A1" and notice.kind == "reminder" and notice.channel == "sms"
+    assert notice.ruleset_version == "2026.11-default" and notice.template == "overdue"
+    assert notice.overdue == {"CNY": Decimal("120.50"), "USD": Decimal("10.00")}
+    assert [(i.invoice_id, i.amount_due) for i in notice.invoices] == [("I2", Decimal("10.00")),
+                                                                       ("I1", Decimal("120.50"))]
+    assert notice.issued_at == at("2026-10-11 08:00") and notice.caused_by.startswith("tick:2026-10-11T08:00")
+    assert notice.trigger.at == at("2026-10-10 23:00")  # the USD invoice was a day late already
+    assert notice.trigger.deferred_by == ["contact_window"]
+    # Facts are as the rule saw them when it fired (only the USD invoice was late, CNY overdue 0) ...
+    assert notice.facts["days_past_due"] == 1 and notice.facts["overdue_amount"] == "0"
+    # ... while the figures are as of sending.
+    assert notice.days_past_due == 2
+    assert notice.episode_id == "A1/1"
+    wire = notice.to_json().decode()
+    assert '"120.50"' in wire and "120.5," not in wire
+
+
+def test_notice_ids_do_not_depend_on_when_the_notice_was_released(make_harness):
+    early, late = make_harness(MINIMAL), make_harness(MINIMAL)
+    for h in (early, late):
+        h.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-10")
+    early.tick("2026-10-11 00:00")
+    late.tick("2026-10-11 09:30")
+    assert early.notices[0].notice_id == late.notices[0].notice_id
+    assert early.notices[0].issued_at != late.notices[0].issued_at
+
+
+def test_the_end_of_an_episode_recalls_every_open_handoff(harness: Harness):
+    harness.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-10")
+    harness.run_until("2026-10-10 00:00", "2026-11-25 00:00", timedelta(days=1))
+    assert [(n.to, n.action) for n in harness.notices if n.kind == "handoff"] == [
+        ("collector", "open"), ("agency", "open")]
+    released = harness.pay("2026-11-25 10:00", "P1", "100.00")
+    assert sorted((n.to, n.action, n.rule_id) for n in released) == [
+        ("agency", "recall", "agency"), ("collector", "recall", "collector")]
+    assert harness.state.episode is None
+    # A new delinquency is a new episode with its own ids.
+    harness.invoice("2026-11-26 10:00", "I2", "100.00", "2026-11-27")
+    harness.run_until("2026-11-28 00:00", "2026-11-28 09:00")
+    assert harness.notices[-1].episode_id == "A1/2"
+
+
+def test_stages_due_together_fire_only_the_last_of_each_kind_and_the_rest_never(harness: Harness):
+    harness.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-01")  # day 9 at the first tick
+    harness.tick("2026-10-10 10:00")
+    assert sorted(harness.rules_fired()) == ["collector", "overdue-day-3"]
+    skipped = [e.id for e in harness.state.journal if e.what == "decision.skipped"]
+    assert skipped == ["overdue-day-1"]
+    harness.run_until("2026-10-10 11:00", "2026-10-20 00:00")
+    assert "overdue-day-1" not in harness.rules_fired()
+
+
+def test_a_reminder_waiting_for_the_window_is_withdrawn_if_paid_meanwhile(harness: Harness):
+    harness.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-10")
+    harness.run_until("2026-10-10 00:00", "2026-10-11 07:00")
+    assert [p.rule_id for p in harness.state.pending] == ["overdue-day-1"]
+    harness.pay("2026-10-11 07:30", "P1", "100.00")
+    harness.run_until("2026-10-11 08:00", "2026-10-12 12:00")
+    assert "overdue-day-1" not in harness.rules_fired()
+    assert any(e.what == "decision.withdrawn" and e.id == "overdue-day-1" for e in harness.state.journal)
+
+
+def test_an_overnight_contact_window_wraps_midnight(make_harness):
+    h = make_harness(MINIMAL.replace('defaults:', 'contact_window: {start: "22:00", end: "02:00"}\ndefaults:'))
+    h.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-10")
+    h.run_until("2026-10-11 00:00", "2026-10-12 00:00")
+    assert [n.issued_at for n in h.notices if n.rule_id == "day-1"] == [at("2026-10-11 00:00")]
+
+
+def test_promise_to_pay_pauses_time_rules_and_counts_only_payments_since_agreement(harness: Harness):
+    harness.invoice("2026-10-01 10:00", "I1", "300.00", "2026-10-10")
+    harness.pay("2026-10-11 09:00", "P0", "100.00")  # before the promise: does not count towards it
+    harness.event("arrangement.agreed", "2026-10-11 10:00", arrangement_id="AR1", kind="promise_to_pay",
+                  promised_date="2026-10-20", amount="150.00")
+    harness.run_until("2026-10-11 11:00", "2026-10-20 23:00")
+    assert not [r for r in harness.rules_fired() if r not in ("due-soon",)]
+    harness.pay("2026-10-20 12:00", "P1", "100.00")
+    harness.run_until("2026-10-21 00:00", "2026-10-21 09:00")
+    assert harness.state.arrangements["AR1"].status == "broken"
+    assert "promise-broken" in harness.rules_fired()
+
+
+def test_a_payment_made_before_the_deadline_that_arrives_after_midnight_keeps_the_promise(harness: Harness):
+    harness.invoice("2026-10-01 10:00", "I1", "300.00", "2026-10-10")
+    harness.event("arrangement.agreed", "2026-10-11 10:00", arrangement_id="AR1", kind="promise_to_pay",
+                  promised_date="2026-10-20", amount="300.00")
+    harness.run_until("2026-10-20 00:00", "2026-10-21 01:00")  # the midnight tick judges it broken ...
+    assert harness.state.arrangements["AR1"].status == "broken"
+    released = harness.pay("2026-10-20 23:50", "P1", "300.00")  # ... then the 23:50 payment arrives
+    assert harness.state.arrangements["AR1"].status == "kept"
+    assert [(n.to, n.action) for n in released] == [("collector", "recall")]
+    harness.run_until("2026-10-21 02:00", "2026-10-22 00:00")
+    assert "promise-broken" not in harness.rules_fired()  # it was waiting for 08:00 and was withdrawn
+
+
+def test_outage_moves_due_dates_and_system_errors_never_notify(harness: Harness):
+    harness.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-10")
+    harness.event("platform.outage", "2026-10-10 12:00", account_id="*", outage_id="O1",
+                  start="2026-10-09T22:00:00+08:00", end="2026-10-10T03:00:00+08:00", grace_days=3)
+    harness.event("payment.failed", "2026-10-10 12:30", payment_id="F1", amount="100.00", currency="CNY",
+                  reason="system_error")
+    harness.run_until("2026-10-10 13:00", "2026-10-13 23:00")
+    # The due date moved to 10-13 (end of outage 10-10 plus 3 days): it is 3 days away again.
+    assert harness.rules_fired() == ["due-soon"]
+    harness.run_until("2026-10-14 00:00", "2026-10-14 09:00")
+    assert harness.rules_fired() == ["due-soon", "overdue-day-1"]
+    assert any(e.what == "decision.suppressed" and e.id == "card-invalid" for e in harness.state.journal)
+
+
+def test_handoffs_carry_a_case_file_of_ids_not_personal_data(harness: Harness):
+    harness.event("account.updated", "2026-09-30 10:00", channels=["email"], opted_out_channels=["sms"])
+    harness.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-10")
+    harness.pay("2026-10-12 10:00", "P1", "10.00")
+    harness.run_until("2026-10-10 00:00", "2026-10-17 09:00")
+    [handoff] = [n for n in harness.notices if n.kind == "handoff"]
+    assert [e.what for e in handoff.case_file.events] == ["invoice.issued", "payment.received"]
+    assert [e.id for e in handoff.case_file.notices] == [n.notice_id for n in harness.notices[:-1]
+                                                         if n.episode_id == handoff.episode_id]
+    text = handoff.to_json().decode()
+    assert "email" not in text.replace('"channel":"email"', "")  # channel prefs are not personal data copied in
+    assert handoff.model_dump().keys() >= {"notice_id", "account_id", "invoices", "case_file"}
+
+
+def test_opted_out_channels_are_skipped_and_an_impossible_notice_is_recorded(make_harness):
+    rules = MINIMAL.replace("channel: sms", "channel: [sms, email]")
+    h = make_harness(rules)
+    h.event("account.updated", "2026-10-01 09:00", opted_out_channels=["sms"])
+    h.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-10")
+    h.tick("2026-10-11 10:00")
+    assert [n.channel for n in h.notices if n.kind == "reminder"] == ["email"]
+    stuck = make_harness(rules)
+    stuck.event("account.updated", "2026-10-01 09:00", opted_out_channels=["sms", "email"])
+    stuck.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-10")
+    stuck.tick("2026-10-11 10:00")
+    assert [n.kind for n in stuck.notices] == []
+    assert any(e.what == "decision.suppressed" for e in stuck.state.journal)
+
+
+def test_state_survives_a_round_trip_through_its_codec(harness: Harness, default_engine):
+    harness.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-10")
+    harness.event("arrangement.agreed", "2026-10-02 10:00", arrangement_id="AR1", kind="installments",
+                  schedule=[{"due_date": "2026-10-20", "amount": "50.00"}, {"due_date": "2026-10-30", "amount": "50.00"}])
+    harness.run_until("2026-10-10 00:00", "2026-10-22 00:00")
+    copy = Harness(default_engine)
+    copy.state, copy.platform = load_account(dump_account(harness.state)), harness.platform
+    assert dump_account(copy.state) == dump_account(harness.state)
+    harness.run_until("2026-10-22 01:00", "2026-11-10 00:00")
+    copy.run_until("2026-10-22 01:00", "2026-11-10 00:00")
+    assert [n.notice_id for n in copy.notices] == [n.notice_id for n in harness.notices[-len(copy.notices):]]
+    assert copy.notices  # the broken plan did produce notices after the round trip
