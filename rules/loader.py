@@ -59,15 +59,21 @@ class _Document:
 def _walk(node: yaml.Node, loader: _RulesLoader, path: Location, lines: dict[Location, int], source: str) -> Any:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
+        own = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
         loader.flatten_mapping(node)
+        # flatten_mapping puts keys merged in with `<<:` first; the mapping's own keys may override those.
+        first_own = len(node.value) - own
         result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
+        own_keys: set[Any] = set()
+        for position, (key_node, value_node) in enumerate(node.value):
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, Hashable):
                 where = f"{source}:{key_node.start_mark.line + 1}"
                 raise RulesetError([f"{where}: a key must be a plain word, not a list or mapping"])
-            if key in result:
-                raise RulesetError([f"{source}:{key_node.start_mark.line + 1}: key {key!r} appears twice"])
+            if position >= first_own:
+                if key in own_keys:
+                    raise RulesetError([f"{source}:{key_node.start_mark.line + 1}: key {key!r} appears twice"])
+                own_keys.add(key)
             lines[path + (key,)] = key_node.start_mark.line + 1
             result[key] = _walk(value_node, loader, path + (key,), lines, source)
         return result

@@ -61,7 +61,7 @@ class Notice(_Contract):
     days_past_due: int
     overdue: dict[str, Amount] = Field(description="overdue amount per currency")
     invoices: list[InvoiceConcerned]
-    episode_id: str | None
+    episode_id: str | None = Field(default=None, description="absent for event rules outside a delinquency episode")
     issued_at: Timestamp = Field(description="logical time of the tick or event that released the notice")
     caused_by: str = Field(description="id of that tick or event")
     trigger: Trigger = Field(description="the tick or event at which the rule fired")

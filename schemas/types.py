@@ -11,6 +11,8 @@ from pydantic import AfterValidator, AwareDatetime, BeforeValidator, PlainSerial
 
 _DECIMAL_RE = re.compile(r"^-?\d{1,15}(\.\d{1,6})?$")
 _CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
 
 def _parse_amount(value: Any) -> Decimal:
@@ -49,8 +51,26 @@ def _check_currency(value: str) -> str:
 def _check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: "Asia" names a directory of zones
         raise ValueError(f"{value!r} is not an IANA time zone name") from exc
+    return value
+
+
+def _iso_date(value: Any) -> Any:
+    # Pydantic alone would also take a Unix time (1798675200) or a full datetime and quietly truncate it.
+    if isinstance(value, str) and not _DATE_RE.match(value):
+        raise ValueError(f"{value!r} is not a date such as \"2026-12-31\" (YYYY-MM-DD)")
+    if not isinstance(value, (str, date)):
+        raise ValueError("a date is a string such as \"2026-12-31\" (YYYY-MM-DD)")
+    return value
+
+
+def _rfc3339(value: Any) -> Any:
+    # Pydantic alone would also take a Unix time, as a number or a string of digits, and assume UTC.
+    if isinstance(value, str) and not _TIMESTAMP_RE.match(value):
+        raise ValueError(f"{value!r} is not an RFC 3339 time such as \"2026-12-01T09:00:00+08:00\"")
+    if not isinstance(value, (str, datetime)):
+        raise ValueError("a time is an RFC 3339 string with an offset, such as \"2026-12-01T09:00:00+08:00\"")
     return value
 
 
@@ -62,7 +82,7 @@ PositiveAmount = Annotated[Decimal, BeforeValidator(_parse_amount), AfterValidat
 SignedAmount = Annotated[Decimal, BeforeValidator(_parse_amount), _as_string, _AMOUNT_SCHEMA]
 Currency = Annotated[str, AfterValidator(_check_currency), WithJsonSchema({"type": "string", "pattern": "^[A-Z]{3}$"})]
 TimeZoneName = Annotated[str, AfterValidator(_check_timezone), WithJsonSchema({"type": "string", "examples": ["Asia/Shanghai"]})]
-Timestamp = AwareDatetime
-Day = date
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+Day = Annotated[date, BeforeValidator(_iso_date)]
 
 __all__ = ["Amount", "PositiveAmount", "SignedAmount", "Currency", "TimeZoneName", "Timestamp", "Day", "datetime"]
