@@ -27,6 +27,13 @@ def run(cmd: list[str], stdin: str | None = None, timeout: float = 60) -> str:
 def test_keyed_messages_round_trip_through_three_partitions(kafka_bootstrap: str) -> None:
     topic = f"smoke-{uuid.uuid4().hex[:12]}"
     run([str(KAFKA_LOCAL), "create-topic", topic, "3"])
+    try:
+        _round_trip(kafka_bootstrap, topic)
+    finally:  # the broker may outlive this session (KAFKA_KEEP_BROKER, a shared broker)
+        subprocess.run([str(KAFKA_LOCAL), "topics", "--delete", "--topic", topic], capture_output=True, timeout=60)
+
+
+def _round_trip(kafka_bootstrap: str, topic: str) -> None:
 
     # partition count, as the broker reports it
     meta = run([KCAT, "-b", kafka_bootstrap, "-L", "-t", topic, "-m", "10"])
