@@ -30,9 +30,9 @@ class Simulation:
 
     def feed(self, event: InputEvent) -> list[Notice]:
         """One event: a tick or outage reaches every account; anything else reaches its own account."""
-        self.engine.apply_platform(self.platform, event)
+        changed = self.engine.apply_platform(self.platform, event)
         if isinstance(event, ClockTick) and event.account_id == PLATFORM_ACCOUNT:
-            return self._tick_all(event)
+            return self._tick_all(event) if changed else []
         if isinstance(event, PlatformOutage):
             for account_id in self.accounts:
                 self._schedule(account_id)

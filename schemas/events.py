@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from schemas.types import Amount, Currency, Day, PositiveAmount, TimeZoneName, Timestamp
 
@@ -191,6 +191,15 @@ EVENT_TYPES: tuple[str, ...] = (
 )
 
 input_event_adapter: TypeAdapter[InputEvent] = TypeAdapter(InputEvent)
+
+
+def describe_errors(error: ValidationError) -> list[str]:
+    """One readable line per problem: the field path and what is wrong with it."""
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"] if not str(p).startswith(("function-", "tagged-union")))
+        lines.append(f"{where or 'event'}: {item['msg'].removeprefix('Value error, ')}")
+    return lines
 
 
 def parse_event(raw: bytes | str) -> InputEvent:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import TypeAdapter
 
-from schemas import events, notices
+from schemas import deadletter, events, notices
 
 SCHEMA_DIR = Path(__file__).parent / "json"
 
@@ -25,6 +25,7 @@ CONTRACTS: dict[str, object] = {
     "clock.tick": events.ClockTick,
     "input-event": events.InputEvent,
     "notice": notices.Notice,
+    "dead-letter": deadletter.DeadLetter,
 }
 
 

@@ -14,7 +14,7 @@ from rules.engine import Engine
 from rules.loader import RulesetError, load_ruleset
 from rules.model import Ruleset
 from rules.simulator import Simulation
-from schemas.events import InputEvent, parse_event
+from schemas.events import InputEvent, describe_errors, parse_event
 from schemas.notices import Notice
 from streams.explain import render_timeline
 
@@ -39,14 +39,6 @@ def aware_time(text: str) -> datetime:
     return value
 
 
-def describe_validation(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"] if not str(p).startswith(("function-", "tagged-union")))
-        parts.append(f"{where or 'event'}: {item['msg'].removeprefix('Value error, ')}")
-    return "; ".join(parts)
-
-
 def read_events(path: Path, errors: TextIO) -> tuple[list[InputEvent], int]:
     """Valid events in file order, and how many lines were rejected (each reported with its line number)."""
     events, rejected = [], 0
@@ -58,7 +50,7 @@ def read_events(path: Path, errors: TextIO) -> tuple[list[InputEvent], int]:
                 events.append(parse_event(line))
             except ValidationError as exc:
                 rejected += 1
-                print(f"{path}:{number}: rejected: {describe_validation(exc)}", file=errors)
+                print(f"{path}:{number}: rejected: {'; '.join(describe_errors(exc))}", file=errors)
     return events, rejected
 
 
@@ -116,6 +108,34 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.settings import Settings
+    from streams.worker import run_worker
+
+    return run_worker(Settings())
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streams.live import publish
+    from streams.settings import Settings
+
+    events, rejected = read_events(Path(args.events), sys.stderr)
+    asyncio.run(publish(Settings(), events, args.tick, args.until, settle=not args.no_settle))
+    return 1 if rejected else 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streams.live import tail
+    from streams.settings import Settings
+
+    asyncio.run(tail(Settings(), args.from_beginning, args.limit, args.idle))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dunning", description="Rules-driven dunning for overdue receivables.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +158,22 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.add_argument("action", choices=["export"], help="write schemas/json/*.schema.json")
     schemas.add_argument("--check", action="store_true", help="only report stale files; exit 1 if any")
     schemas.set_defaults(handler=cmd_schemas)
+    worker = commands.add_parser("worker", help="run a stream worker (configured by DUNNING_* variables)")
+    worker.set_defaults(handler=cmd_worker)
+
+    publish = commands.add_parser("publish", help="send events to the topics of their types")
+    publish.add_argument("--events", required=True, help="events, one JSON object per line")
+    publish.add_argument("--tick", type=duration, help="insert clock ticks at this interval, as simulate does")
+    publish.add_argument("--until", type=aware_time, help="keep ticking up to this time")
+    publish.add_argument("--no-settle", action="store_true",
+                         help="do not wait for the worker to consume the events before each tick")
+    publish.set_defaults(handler=cmd_publish)
+
+    tail = commands.add_parser("tail", help="print notices as readable lines as they arrive")
+    tail.add_argument("--from-beginning", action="store_true")
+    tail.add_argument("--limit", type=int, help="stop after this many notices")
+    tail.add_argument("--idle", type=float, help="stop after this many seconds without a notice")
+    tail.set_defaults(handler=cmd_tail)
     return parser
 
 

@@ -1,0 +1,131 @@
+"""The Faust app, built from Settings in one place: tables, the dunning agent and the clock.
+
+The agent takes batches of messages, runs them through the Processor (the same engine as the simulator),
+and then, in this order: sends notices and dead letters and waits for the broker's acks, writes the account
+states, and flushes the changelog. Offsets are committed only after that, so a crash at any point either
+repeats work whose notices carry the same notice_id, or loses nothing (at-least-once; see the README on why
+not Faust's exactly_once).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Iterator
+
+import faust
+from faust.streams import _current_event  # Faust's per-event context: table writes are routed by it
+
+from rules.engine import Engine
+from schemas.events import tick
+from streams.processor import BatchResult, Processor, Source
+from streams.settings import Settings
+
+log = logging.getLogger("dunning.worker")
+
+
+@contextmanager
+def event_context(event: faust.EventT) -> Iterator[None]:
+    """Table writes go to the changelog partition of 'the current event'; in a batch we say which one."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def faust_settings(settings: Settings) -> dict[str, object]:
+    credentials = None
+    if settings.sasl_mechanism:
+        credentials = faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.get_secret_value() if settings.sasl_password else None,
+            mechanism=settings.sasl_mechanism,
+            ssl_context=settings.kafka_client_options().get("ssl_context"),
+        )
+    elif settings.security_protocol == "SSL":
+        credentials = faust.SSLCredentials(settings.kafka_client_options()["ssl_context"])
+    return dict(
+        broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
+        broker_credentials=credentials,
+        store="rocksdb://",
+        datadir=str(settings.state_dir),
+        processing_guarantee="at_least_once",
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
+        broker_commit_every=settings.batch_size,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        table_standby_replicas=0,
+    )
+
+
+def create_app(settings: Settings, engine: Engine) -> faust.App:
+    app = faust.App(settings.app_id, **faust_settings(settings))
+    # bytes types make the tables' stores and changelogs raw; the default would be JSON
+    table_options = dict(partitions=settings.partitions, key_type=bytes, value_type=bytes)
+    accounts = app.Table("dunning-accounts", **table_options)
+    platforms = app.Table("dunning-platform", **table_options)
+    source = app.topic(*settings.topic.inputs, key_serializer="raw", value_serializer="raw")
+    clock_topic = settings.topic.clock
+    processor = Processor(engine, settings.topic, settings.partitions, settings.check_partitioning)
+
+    def scan():
+        for key, value in accounts.items():
+            yield (key.decode() if isinstance(key, bytes) else key), value
+
+    async def publish(result: BatchResult) -> None:
+        pending = [await app.producer.send(out.topic, out.key, out.value, out.partition, None, None)
+                   for out in result.outgoing]
+        if pending:
+            await asyncio.gather(*pending)
+
+    def write_state(result: BatchResult) -> None:
+        for table, writes in ((accounts, result.accounts), (platforms, result.platforms)):
+            for key, (value, written_by) in writes.items():
+                with event_context(written_by.handle):
+                    table[key] = value
+
+    @app.agent(source, concurrency=1, name="dunning")
+    async def dunning(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
+            for event in events:
+                message = event.message
+                processor.process(
+                    Source(message.topic, message.partition, message.offset, message.key, message.value,
+                           int(message.timestamp * 1000) if message.timestamp else None, handle=event),
+                    accounts, platforms, scan)
+            result = processor.finish_batch()
+            await publish(result)
+            write_state(result)
+            await app.producer.flush()
+            for letter in result.dead_letters:
+                log.warning("dead letter: %s at %s/%d@%d: %s", letter.reason, letter.origin.topic,
+                            letter.origin.partition, letter.origin.offset, letter.message)
+
+    @app.on_partitions_revoked.connect
+    async def forget(app: faust.App, revoked, **kwargs) -> None:  # noqa: ARG001 - Faust's signal signature
+        processor.forget_partitions()
+
+    if settings.clock_enabled:
+        @app.timer(interval=settings.tick_interval, on_leader=True, name="dunning-clock")
+        async def clock() -> None:
+            """Publishes the current time, truncated to the interval, to every partition of the clock topic."""
+            seconds = datetime.now(timezone.utc).timestamp()
+            at = datetime.fromtimestamp(seconds - seconds % settings.tick_interval, tz=timezone.utc)
+            value = tick(at).model_dump_json().encode()
+            sent = [await app.producer.send(clock_topic, b"*", value, partition, None, None)
+                    for partition in range(settings.partitions)]
+            await asyncio.gather(*sent)
+
+    app.dunning_processor = processor  # for inspection in tests and the web views
+    return app

@@ -1,0 +1,121 @@
+"""Clients of a running system: `dunning publish` (events in, by type, with ticks) and `dunning tail`."""
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import datetime, timedelta
+from typing import Iterable, TextIO
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from schemas.events import PLATFORM_ACCOUNT, InputEvent, tick
+from schemas.notices import Notice
+from streams.settings import Settings
+
+
+async def group_caught_up(settings: Settings, admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer) -> bool:
+    """True when the worker group has committed every message published to its input topics."""
+    partitions = [TopicPartition(topic, p) for topic in settings.topic.inputs for p in range(settings.partitions)]
+    ends = await consumer.end_offsets(partitions)
+    committed = await admin.list_consumer_group_offsets(settings.app_id, partitions=partitions)
+    return all(committed.get(tp) is not None and committed[tp].offset >= ends[tp] for tp in partitions if ends[tp])
+
+
+async def wait_for_group(settings: Settings, timeout: float = 120.0) -> None:
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    consumer = AIOKafkaConsumer(**settings.kafka_client_options())
+    await admin.start()
+    await consumer.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not await group_caught_up(settings, admin, consumer):
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"the worker group {settings.app_id!r} did not catch up within {timeout:.0f} s")
+            await asyncio.sleep(0.2)
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+def with_ticks(events: list[InputEvent], every: timedelta | None, until: datetime | None) -> Iterable[InputEvent]:
+    """The simulator's schedule: ticks from the first event's time; ticks at or before an event come first."""
+    next_tick = None
+    for event in events:
+        if every is not None:
+            next_tick = next_tick or event.occurred_at
+            while next_tick <= event.occurred_at:
+                yield tick(next_tick)
+                next_tick += every
+        yield event
+    if every is not None and until is not None:
+        next_tick = next_tick or until
+        while next_tick <= until:
+            yield tick(next_tick)
+            next_tick += every
+
+
+async def publish(settings: Settings, events: list[InputEvent], every: timedelta | None, until: datetime | None,
+                  settle: bool, out: TextIO = sys.stdout) -> int:
+    """Sends events to their topics keyed by account (ticks and outages to every clock partition).
+
+    With settle, waits before each tick until the worker has consumed everything sent so far, so the live
+    order of events and ticks is the simulator's (topics are otherwise consumed in no fixed order)."""
+    producer = AIOKafkaProducer(**settings.kafka_client_options(), acks="all", enable_idempotence=True)
+    await producer.start()
+    sent, unsettled = 0, False
+    try:
+        for event in with_ticks(events, every, until):
+            value = event.model_dump_json(exclude_none=True).encode()
+            topic = settings.topic.for_event_type(event.type)
+            if event.account_id == PLATFORM_ACCOUNT:
+                if settle and unsettled:
+                    # Ticks follow each other in order on the clock topic; only other topics need waiting for.
+                    await producer.flush()
+                    await wait_for_group(settings)
+                    unsettled = False
+                batch = [await producer.send(topic, value, key=b"*", partition=p) for p in range(settings.partitions)]
+                await asyncio.gather(*batch)
+            else:
+                await producer.send(topic, value, key=event.account_id.encode())
+                unsettled = True
+            sent += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    print(f"published {sent} events", file=out)
+    return sent
+
+
+def one_line(notice: Notice) -> str:
+    owed = " ".join(f"{amount} {currency}" for currency, amount in notice.overdue.items()) or "-"
+    what = (f"HANDOFF {notice.action} -> {notice.to}" if notice.kind == "handoff"
+            else f"{notice.kind.upper()} {notice.template} via {notice.channel}")
+    return (f"{notice.issued_at.isoformat(timespec='minutes')}  {notice.account_id:<12} {what:<44} "
+            f"rule={notice.rule_id} dpd={notice.days_past_due} overdue={owed}  [{notice.notice_id}]")
+
+
+async def tail(settings: Settings, from_beginning: bool, limit: int | None, idle_seconds: float | None,
+               out: TextIO = sys.stdout) -> int:
+    """Prints notices as they are committed; stops after `limit` notices or `idle_seconds` without one."""
+    topics = (settings.topic.reminders, settings.topic.urgent_notices, settings.topic.handoffs)
+    consumer = AIOKafkaConsumer(*topics, **settings.kafka_client_options(), isolation_level="read_committed",
+                                auto_offset_reset="earliest" if from_beginning else "latest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    shown = 0
+    try:
+        while limit is None or shown < limit:
+            batch = await consumer.getmany(timeout_ms=int((idle_seconds or 3600) * 1000))
+            if not batch:
+                if idle_seconds is not None:
+                    break
+                continue
+            for records in batch.values():
+                for record in records:
+                    print(one_line(Notice.model_validate(json.loads(record.value))), file=out, flush=True)
+                    shown += 1
+    finally:
+        await consumer.stop()
+    return shown

@@ -1,0 +1,259 @@
+"""The worker's hot path without Kafka: raw messages in, notices, dead letters and state writes out.
+
+The Faust agent feeds it batches and does the I/O; tests drive it directly. It calls the same Engine.step as
+the simulator. Per-account state is held decoded for the length of a batch and written back once per batch.
+"""
+from __future__ import annotations
+
+import base64
+import heapq
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable, Iterable, Protocol
+
+from aiokafka.partitioner import murmur2
+from pydantic import ValidationError
+
+from rules.engine import Engine
+from rules.state import AccountState, PlatformState, dump_account, dump_platform, load_account, load_platform
+from schemas.deadletter import DeadLetter, DeadLetterReason, MessageOrigin
+from schemas.events import (
+    EVENT_TYPES,
+    PLATFORM_ACCOUNT,
+    ClockTick,
+    InputEvent,
+    PlatformOutage,
+    describe_errors,
+    parse_event,
+)
+from schemas.notices import Notice
+from streams.settings import TopicNames
+
+# Header of a stored account value: "<partition>:<wakeup epoch seconds, or - for none>:" then the state JSON.
+_NO_WAKEUP = b"-"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a message came from; the agent builds one from each Faust event."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None = None
+    handle: object = field(default=None, compare=False)  # the runtime's own event object, for table writes
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    key: bytes
+    value: bytes
+    partition: int
+
+
+class Store(Protocol):
+    """Read access to a table; writes come back from the processor, to be made in the right event context."""
+
+    def get(self, key: str) -> bytes | None: ...
+
+
+Scan = Callable[[], Iterable[tuple[str, bytes]]]  # every (account key, stored value) this worker holds
+
+
+class Rejected(Exception):
+    def __init__(self, reason: DeadLetterReason, message: str, errors: list[str] | None = None):
+        super().__init__(message)
+        self.reason, self.message, self.errors = reason, message, errors or []
+
+
+def partition_for(account_id: str, partitions: int) -> int:
+    """The partition a Java-compatible producer (murmur2) puts this key in: where its state lives."""
+    return (murmur2(account_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def encode_account(state: AccountState, partition: int, wakeup: datetime | None) -> bytes:
+    stamp = _NO_WAKEUP if wakeup is None else str(int(wakeup.timestamp())).encode()
+    return b"%d:%s:" % (partition, stamp) + dump_account(state)
+
+
+def account_header(raw: bytes) -> tuple[int, float | None]:
+    partition, stamp, _ = raw.split(b":", 2)
+    return int(partition), None if stamp == _NO_WAKEUP else float(stamp)
+
+
+def decode_account(raw: bytes) -> AccountState:
+    return load_account(raw.split(b":", 2)[2])
+
+
+@dataclass
+class BatchResult:
+    outgoing: list[Outgoing] = field(default_factory=list)
+    accounts: dict[str, tuple[bytes, Source]] = field(default_factory=dict)  # key -> (value, source to write under)
+    platforms: dict[str, tuple[bytes, Source]] = field(default_factory=dict)
+    notices: list[Notice] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    events: int = 0
+
+
+class Processor:
+    def __init__(self, engine: Engine, topics: TopicNames, partitions: int, check_partitioning: bool = True):
+        self.engine = engine
+        self.topics = topics
+        self.partitions = partitions
+        self.check_partitioning = check_partitioning
+        self._allowed = {name: topics.for_event_type(name) for name in EVENT_TYPES}
+        self._wakeups: dict[int, list[tuple[float, str]]] | None = None
+        self._batch = BatchResult()
+        self._states: dict[str, tuple[AccountState, Source, datetime | None]] = {}  # this batch's accounts
+        self._platforms: dict[int, PlatformState] = {}
+
+    # ----------------------------------------------------------------- batch lifecycle
+
+    def forget_partitions(self) -> None:
+        """After a rebalance: the wakeup index and cached platform state may describe partitions we lost."""
+        self._wakeups = None
+        self._platforms.clear()
+
+    def finish_batch(self) -> BatchResult:
+        result, self._batch = self._batch, BatchResult()
+        for account_id, (state, source, wakeup) in self._states.items():
+            result.accounts[account_id] = (encode_account(state, source.partition, wakeup), source)
+        self._states.clear()
+        return result
+
+    # ----------------------------------------------------------------- one message
+
+    def process(self, source: Source, accounts: Store, platforms: Store, scan: Scan) -> None:
+        self._batch.events += 1
+        try:
+            event = self._decode(source)
+        except Rejected as rejected:
+            self._dead_letter(source, rejected)
+            return
+        if event.account_id == PLATFORM_ACCOUNT:
+            self._platform_event(event, source, accounts, platforms, scan)
+            return
+        self._step(event.account_id, event, source, accounts, platforms)
+
+    def _decode(self, source: Source) -> InputEvent:
+        if not source.value:
+            raise Rejected("empty", "the message has no value")
+        try:
+            event = parse_event(source.value)
+        except ValidationError as exc:
+            errors = describe_errors(exc)
+            if any(error["type"] == "json_invalid" for error in exc.errors()):
+                raise Rejected("malformed_json", "the value is not valid JSON", errors) from None
+            raise Rejected("invalid_event", "the event does not match its contract", errors) from None
+        expected = self._allowed[event.type]
+        if source.topic != expected:
+            raise Rejected("wrong_topic", f"{event.type} belongs on {expected}, not {source.topic}")
+        if (event.account_id == PLATFORM_ACCOUNT) != isinstance(event, (ClockTick, PlatformOutage)):
+            raise Rejected("key_mismatch", f"account_id {event.account_id!r} does not fit a {event.type} event")
+        if event.account_id != PLATFORM_ACCOUNT:
+            if source.key is not None and source.key != event.account_id.encode():
+                raise Rejected("key_mismatch", f"message key {source.key!r} is not the account_id "
+                                               f"{event.account_id!r}")
+            wanted = partition_for(event.account_id, self.partitions)
+            if self.check_partitioning and wanted != source.partition:
+                raise Rejected("misrouted", f"account {event.account_id!r} belongs on partition {wanted} "
+                                            f"(murmur2 of the key), not {source.partition}; use a Java-compatible "
+                                            "partitioner (kcat: -X partitioner=murmur2_random)")
+        return event
+
+    def _platform_event(self, event: InputEvent, source: Source, accounts: Store, platforms: Store,
+                        scan: Scan) -> None:
+        platform = self._platform(source.partition, platforms)
+        if not self.engine.apply_platform(platform, event):
+            return  # a redelivered tick or outage
+        self._batch.platforms[str(source.partition)] = (dump_platform(platform), source)
+        if not isinstance(event, ClockTick):
+            # New due dates for everyone on this partition: every account looks again at the next tick.
+            for account_id in self._accounts_on(source.partition, scan):
+                heapq.heappush(self._wakeups[source.partition], (0.0, account_id))
+            return
+        due_before = event.at.timestamp()
+        index = self._index(scan).setdefault(source.partition, [])
+        seen: set[str] = set()
+        while index and index[0][0] <= due_before:
+            _, account_id = heapq.heappop(index)
+            if account_id in seen:
+                continue
+            seen.add(account_id)
+            self._step(account_id, event, source, accounts, platforms)
+
+    # ----------------------------------------------------------------- state access
+
+    def _step(self, account_id: str, event: InputEvent, source: Source, accounts: Store, platforms: Store) -> None:
+        cached = self._states.get(account_id)
+        if cached is not None:
+            state = cached[0]
+        else:
+            raw = accounts.get(account_id)
+            state = decode_account(raw) if raw is not None else self.engine.new_account(account_id)
+        platform = self._platform(source.partition, platforms)
+        self._emit(self.engine.step(state, event, platform)[1], source)
+        wakeup = self.engine.wakeup(state, platform)
+        self._states[account_id] = (state, source, wakeup)
+        if self._wakeups is not None and wakeup is not None:
+            # Later ticks in this same batch must see the account's new wakeup.
+            heapq.heappush(self._wakeups.setdefault(source.partition, []), (wakeup.timestamp(), account_id))
+
+    def _platform(self, partition: int, platforms: Store | None) -> PlatformState:
+        platform = self._platforms.get(partition)
+        if platform is None:
+            raw = platforms.get(str(partition)) if platforms is not None else None
+            platform = load_platform(raw) if raw is not None else PlatformState()
+            self._platforms[partition] = platform
+        return platform
+
+    def _index(self, scan: Scan) -> dict[int, list[tuple[float, str]]]:
+        """Wakeup times of every account this worker holds, by partition, rebuilt after a rebalance."""
+        if self._wakeups is None:
+            index: dict[int, list[tuple[float, str]]] = {}
+            for key, raw in scan():
+                partition, wakeup = account_header(raw)
+                if wakeup is not None:
+                    index.setdefault(partition, []).append((wakeup, key))
+            for key, (_, source, wakeup) in self._states.items():  # changed in this batch, not yet stored
+                if wakeup is not None:
+                    index.setdefault(source.partition, []).append((wakeup.timestamp(), key))
+            for heap in index.values():
+                heapq.heapify(heap)
+            self._wakeups = index
+        return self._wakeups
+
+    def _accounts_on(self, partition: int, scan: Scan) -> list[str]:
+        self._index(scan).setdefault(partition, [])
+        stored = [key for key, raw in scan() if account_header(raw)[0] == partition]
+        return stored + [key for key, (_, source, _) in self._states.items() if source.partition == partition]
+
+    # ----------------------------------------------------------------- output
+
+    def _emit(self, notices: list[Notice], source: Source) -> None:
+        for notice in notices:
+            self._batch.notices.append(notice)
+            self._batch.outgoing.append(Outgoing(self.topics.for_notice_kind(notice.kind), notice.account_id.encode(),
+                                                 notice.to_json(), source.partition))
+
+    def _dead_letter(self, source: Source, rejected: Rejected) -> None:
+        value = source.value or b""
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        letter = DeadLetter(
+            reason=rejected.reason, message=rejected.message, errors=rejected.errors,
+            origin=MessageOrigin(topic=source.topic, partition=source.partition, offset=source.offset,
+                                 timestamp_ms=source.timestamp_ms),
+            key_base64=base64.b64encode(source.key).decode() if source.key is not None else None,
+            value_base64=base64.b64encode(value).decode(), value_text=text,
+        )
+        self._batch.dead_letters.append(letter)
+        self._batch.outgoing.append(Outgoing(self.topics.dead_letter, source.key or b"",
+                                             letter.model_dump_json(exclude_none=True).encode(), source.partition))
+
+

@@ -1,0 +1,99 @@
+"""Worker configuration from environment variables (DUNNING_*, plus the usual KAFKA_BOOTSTRAP_SERVERS)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_RULES = Path(__file__).resolve().parent.parent / "rules" / "default.yaml"
+
+
+class TopicNames(BaseModel):
+    """Every topic the worker reads or writes. The inputs and the clock must be co-partitioned."""
+
+    invoices: str = "billing.invoices"
+    payments: str = "billing.payments"
+    arrangements: str = "collections.arrangements"
+    profiles: str = "accounts.profiles"
+    clock: str = "dunning.clock"
+    reminders: str = "dunning.reminders"
+    urgent_notices: str = "dunning.urgent-notices"
+    handoffs: str = "dunning.handoffs"
+    dead_letter: str = "dunning.dead-letter"
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.invoices, self.payments, self.arrangements, self.profiles, self.clock)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return (self.reminders, self.urgent_notices, self.handoffs, self.dead_letter)
+
+    def for_event_type(self, event_type: str) -> str:
+        """Where a billing system publishes each event type (platform-wide ones go to the clock topic)."""
+        family = event_type.split(".", 1)[0]
+        return {
+            "invoice": self.invoices,
+            "payment": self.payments,
+            "arrangement": self.arrangements,
+            "dispute": self.arrangements,
+            "account": self.profiles,
+            "platform": self.clock,
+            "clock": self.clock,
+        }[family]
+
+    def for_notice_kind(self, kind: str) -> str:
+        return {"reminder": self.reminders, "urgent_notice": self.urgent_notices, "handoff": self.handoffs}[kind]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DUNNING_", env_nested_delimiter="__", extra="ignore")
+
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:19092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "DUNNING_BOOTSTRAP_SERVERS"),
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+
+    app_id: str = "dunning-stream"
+    partitions: int = Field(default=6, ge=1, le=1000, description="partitions of every input, clock and output topic")
+    replication_factor: int = Field(default=1, ge=1)
+    topic: TopicNames = TopicNames()
+
+    rules: Path = DEFAULT_RULES
+    state_dir: Path = Path("var/worker")
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    tick_interval: float = Field(default=3600.0, gt=0, description="seconds between clock ticks")
+    clock_enabled: bool = Field(default=True, description="false when something else publishes the ticks (tests)")
+    log_level: str = "info"
+    batch_size: int = Field(default=500, ge=1)
+    batch_seconds: float = Field(default=0.05, gt=0)
+    session_timeout: float = Field(default=10.0, gt=0, description="seconds before a dead worker's partitions move")
+    check_partitioning: bool = Field(default=True, description="dead-letter messages keyed to the wrong partition")
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("KAFKA_BOOTSTRAP_SERVERS is empty")
+        return value.strip()
+
+    def kafka_client_options(self) -> dict[str, object]:
+        """Options for aiokafka clients (publish, tail, admin) matching the worker's security settings."""
+        options: dict[str, object] = {"bootstrap_servers": self.bootstrap_servers,
+                                      "security_protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            options.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
+                           sasl_plain_password=self.sasl_password.get_secret_value() if self.sasl_password else None)
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            options["ssl_context"] = create_ssl_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+        return options
