@@ -686,6 +686,14 @@ class Engine:
                 if "contact_window" not in pending.deferred_by:
                     pending.deferred_by.append("contact_window")
             return
+        # A notice no channel can carry is recorded and dropped first, so it takes no place under the limits.
+        channels = {id(pending): self._channel(state, pending) for pending in still}
+        for pending in still:
+            if channels[id(pending)] is None:
+                self._journal(state, now, "decision.suppressed", pending.rule_id,
+                              {"reason": "the customer opted out of every channel the rule allows",
+                               "notice_id": notice_id(state.account_id, pending.key)})
+        still = [pending for pending in still if channels[id(pending)] is not None]
         week_start = today - timedelta(days=WEEK_DAYS - 1)
         state.sent_days = [day for day in state.sent_days if day >= week_start]
         room = len(still)
@@ -700,22 +708,21 @@ class Engine:
             if "limits" not in pending.deferred_by:
                 pending.deferred_by.append("limits")
         for pending in release:
-            self._send(state, platform, now, cause, pending, notices)
+            self._send(state, platform, now, cause, pending, channels[id(pending)], notices)
 
-    def _send(
-        self, state: AccountState, platform: PlatformState, now: datetime, cause: str, pending: Pending,
-        notices: list[Notice],
-    ) -> None:
+    def _channel(self, state: AccountState, pending: Pending) -> str | None:
+        """The first channel the rule allows that the customer has not opted out of ('preferred': theirs)."""
         _, rule = self._rules_by_id[pending.rule_id]
         candidates: list[str] = []
         for channel in rule.emit.channels:
             candidates.extend(state.channels if channel == "preferred" else [channel])
-        channel = next((c for c in candidates if c not in state.opted_out), None)
-        if channel is None:
-            self._journal(state, now, "decision.suppressed", rule.id,
-                          {"reason": "the customer opted out of every channel the rule allows",
-                           "notice_id": notice_id(state.account_id, pending.key)})
-            return
+        return next((c for c in candidates if c not in state.opted_out), None)
+
+    def _send(
+        self, state: AccountState, platform: PlatformState, now: datetime, cause: str, pending: Pending,
+        channel: str, notices: list[Notice],
+    ) -> None:
+        _, rule = self._rules_by_id[pending.rule_id]
         sent_on = now.astimezone(self._zone_of(state)).date()
         state.sent_days.append(sent_on)
         episode = state.episode
