@@ -26,5 +26,6 @@ broker-status:
 test: venv
 	$(VENV)/bin/python -m pytest -q
 
-# placeholder: the demo app is filled in by the streams/ work; for now it readies the venv and the broker
+# a month of generated billing for 300 accounts through a live worker on the local broker
 demo: venv broker-start
+	$(VENV)/bin/python -m streams.demo $(DEMO_ARGS)

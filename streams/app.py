@@ -20,6 +20,7 @@ from faust.streams import _current_event  # Faust's per-event context: table wri
 
 from rules.engine import Engine
 from schemas.events import tick
+from streams.metrics import WorkerMetrics
 from streams.processor import BatchResult, Processor, Source
 from streams.settings import Settings
 
@@ -60,7 +61,7 @@ def faust_settings(settings: Settings) -> dict[str, object]:
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
         broker_commit_every=settings.batch_size,
-        broker_commit_interval=1.0,
+        broker_commit_interval=settings.commit_interval,
         consumer_auto_offset_reset="earliest",
         web_enabled=True,
         web_bind=settings.web_host,
@@ -78,6 +79,7 @@ def create_app(settings: Settings, engine: Engine) -> faust.App:
     source = app.topic(*settings.topic.inputs, key_serializer="raw", value_serializer="raw")
     clock_topic = settings.topic.clock
     processor = Processor(engine, settings.topic, settings.partitions, settings.check_partitioning)
+    metrics = WorkerMetrics()
 
     def scan():
         for key, value in accounts.items():
@@ -108,6 +110,7 @@ def create_app(settings: Settings, engine: Engine) -> faust.App:
             await publish(result)
             write_state(result)
             await app.producer.flush()
+            metrics.record(result)
             for letter in result.dead_letters:
                 log.warning("dead letter: %s at %s/%d@%d: %s", letter.reason, letter.origin.topic,
                             letter.origin.partition, letter.origin.offset, letter.message)
@@ -127,5 +130,8 @@ def create_app(settings: Settings, engine: Engine) -> faust.App:
                     for partition in range(settings.partitions)]
             await asyncio.gather(*sent)
 
-    app.dunning_processor = processor  # for inspection in tests and the web views
+    @app.page("/metrics")
+    async def prometheus_metrics(web, request):  # noqa: ARG001 - Faust's view signature
+        return web.bytes(metrics.exposition(), content_type="text/plain; version=0.0.4; charset=utf-8")
+
     return app

@@ -23,20 +23,36 @@ async def group_caught_up(settings: Settings, admin: AIOKafkaAdminClient, consum
     return all(committed.get(tp) is not None and committed[tp].offset >= ends[tp] for tp in partitions if ends[tp])
 
 
+class GroupWatcher:
+    """Waits until the worker group has committed everything published so far (clients kept open)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+        self.consumer = AIOKafkaConsumer(**settings.kafka_client_options())
+
+    async def __aenter__(self) -> "GroupWatcher":
+        await self.admin.start()
+        await self.consumer.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.consumer.stop()
+        await self.admin.close()
+
+    async def wait(self, timeout: float = 120.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not await group_caught_up(self.settings, self.admin, self.consumer):
+            if loop.time() > deadline:
+                raise TimeoutError(f"the worker group {self.settings.app_id!r} did not catch up within "
+                                   f"{timeout:.0f} s")
+            await asyncio.sleep(0.05)
+
+
 async def wait_for_group(settings: Settings, timeout: float = 120.0) -> None:
-    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
-    consumer = AIOKafkaConsumer(**settings.kafka_client_options())
-    await admin.start()
-    await consumer.start()
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not await group_caught_up(settings, admin, consumer):
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"the worker group {settings.app_id!r} did not catch up within {timeout:.0f} s")
-            await asyncio.sleep(0.2)
-    finally:
-        await consumer.stop()
-        await admin.close()
+    async with GroupWatcher(settings) as watcher:
+        await watcher.wait(timeout)
 
 
 def with_ticks(events: list[InputEvent], every: timedelta | None, until: datetime | None) -> Iterable[InputEvent]:
@@ -66,22 +82,23 @@ async def publish(settings: Settings, events: list[InputEvent], every: timedelta
     await producer.start()
     sent, unsettled = 0, False
     try:
-        for event in with_ticks(events, every, until):
-            value = event.model_dump_json(exclude_none=True).encode()
-            topic = settings.topic.for_event_type(event.type)
-            if event.account_id == PLATFORM_ACCOUNT:
-                if settle and unsettled:
-                    # Ticks follow each other in order on the clock topic; only other topics need waiting for.
-                    await producer.flush()
-                    await wait_for_group(settings)
-                    unsettled = False
-                batch = [await producer.send(topic, value, key=b"*", partition=p) for p in range(settings.partitions)]
-                await asyncio.gather(*batch)
-            else:
-                await producer.send(topic, value, key=event.account_id.encode())
-                unsettled = True
-            sent += 1
-        await producer.flush()
+        async with GroupWatcher(settings) as watcher:
+            for event in with_ticks(events, every, until):
+                value = event.model_dump_json(exclude_none=True).encode()
+                topic = settings.topic.for_event_type(event.type)
+                if event.account_id == PLATFORM_ACCOUNT:
+                    if settle and unsettled:
+                        # Ticks follow each other in order on the clock topic; only other topics need waiting for.
+                        await producer.flush()
+                        await watcher.wait()
+                        unsettled = False
+                    await asyncio.gather(*[await producer.send(topic, value, key=b"*", partition=p)
+                                           for p in range(settings.partitions)])
+                else:
+                    await producer.send(topic, value, key=event.account_id.encode())
+                    unsettled = True
+                sent += 1
+            await producer.flush()
     finally:
         await producer.stop()
     print(f"published {sent} events", file=out)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import heapq
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Iterable, Protocol
@@ -95,7 +96,7 @@ class BatchResult:
     platforms: dict[str, tuple[bytes, Source]] = field(default_factory=dict)
     notices: list[Notice] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    events: int = 0
+    types: Counter[str] = field(default_factory=Counter)  # valid events by type
 
 
 class Processor:
@@ -127,12 +128,12 @@ class Processor:
     # ----------------------------------------------------------------- one message
 
     def process(self, source: Source, accounts: Store, platforms: Store, scan: Scan) -> None:
-        self._batch.events += 1
         try:
             event = self._decode(source)
         except Rejected as rejected:
             self._dead_letter(source, rejected)
             return
+        self._batch.types[event.type] += 1
         if event.account_id == PLATFORM_ACCOUNT:
             self._platform_event(event, source, accounts, platforms, scan)
             return
