@@ -132,6 +132,6 @@ def create_app(settings: Settings, engine: Engine) -> faust.App:
 
     @app.page("/metrics")
     async def prometheus_metrics(web, request):  # noqa: ARG001 - Faust's view signature
-        return web.bytes(metrics.exposition(), content_type="text/plain; version=0.0.4; charset=utf-8")
+        return web.bytes(metrics.exposition(), content_type="text/plain; version=0.0.4")
 
     return app
