@@ -9,25 +9,14 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from schemas.events import PaymentFailed
+from schemas.events import EVENT_TYPES, PaymentFailed
 from schemas.notices import HandoffTarget, NoticeKind
 from schemas.types import Currency, TimeZoneName
 
 ARRANGEMENT_BROKEN = "arrangement.broken"
-# Event types a rule may react to with `on:`; arrangement.broken is raised by the engine itself.
-RULE_EVENT_TYPES = (
-    "invoice.issued",
-    "invoice.adjusted",
-    "invoice.cancelled",
-    "payment.received",
-    "payment.failed",
-    "arrangement.agreed",
-    "arrangement.cancelled",
-    "dispute.opened",
-    "dispute.resolved",
-    "account.updated",
-    ARRANGEMENT_BROKEN,
-)
+# Event types a rule may react to with `on:`: an account's own events, and arrangement.broken, which the
+# engine raises itself. Platform-wide events (clock, outages) concern no one account.
+RULE_EVENT_TYPES = tuple(t for t in EVENT_TYPES if t not in ("platform.outage", "clock.tick")) + (ARRANGEMENT_BROKEN,)
 
 FactKind = Literal["days_past", "days_until", "money", "count", "choice", "flag", "text"]
 
