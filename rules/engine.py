@@ -7,6 +7,7 @@ rules. The offline simulator and the live worker both call `Engine.step`, so the
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache
@@ -58,6 +59,27 @@ NO_WAKEUP = None
 @lru_cache(maxsize=1024)
 def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
+
+
+AGING_BUCKETS = ("current", "1-30", "31-60", "61-90", "91+")
+
+
+def aging_bucket(days_past_due: int) -> str:
+    if days_past_due <= 0:
+        return "current"
+    if days_past_due > 90:
+        return "91+"
+    return AGING_BUCKETS[(days_past_due - 1) // 30 + 1]
+
+
+@dataclass(slots=True)
+class Position:
+    """One account's standing in one currency."""
+
+    open_amount: Decimal = ZERO
+    overdue_amount: Decimal = ZERO
+    days_past_due: int = 0
+    aging: dict[str, Decimal] = field(default_factory=lambda: dict.fromkeys(AGING_BUCKETS, ZERO))
 
 
 def notice_id(account_id: str, key: str) -> str:
@@ -148,6 +170,28 @@ class Engine:
                 opening = datetime.combine(local.date() + timedelta(days=1), window.start, tzinfo=zone)
             candidates.append(opening)
         return min(candidates) if candidates else NO_WAKEUP
+
+    def portfolio(self, state: AccountState, platform: PlatformState, at: datetime) -> dict[str, Position]:
+        """The account's standing per currency at `at`, for portfolio metrics and aging reports.
+
+        Aging puts each open invoice in the bucket of its days past due; invoices not being dunned (disputed,
+        on a plan in good standing) count as current."""
+        zone = self._zone_of(state)
+        today = at.astimezone(zone).date()
+        positions: dict[str, Position] = {}
+        for invoice in state.invoices.values():
+            if invoice.status != "open" or invoice.balance <= ZERO:
+                continue
+            position = positions.get(invoice.currency)
+            if position is None:
+                position = positions[invoice.currency] = Position()
+            days = (today - self._effective_due(invoice, platform, zone)).days if self._dunnable(invoice) else 0
+            position.open_amount += invoice.balance
+            position.aging[aging_bucket(days)] += invoice.balance
+            if days >= 1:
+                position.overdue_amount += invoice.balance
+                position.days_past_due = max(position.days_past_due, days)
+        return positions
 
     # ----------------------------------------------------------------- time and facts
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -79,7 +80,14 @@ def create_app(settings: Settings, engine: Engine) -> faust.App:
     source = app.topic(*settings.topic.inputs, key_serializer="raw", value_serializer="raw")
     clock_topic = settings.topic.clock
     processor = Processor(engine, settings.topic, settings.partitions, settings.check_partitioning)
-    metrics = WorkerMetrics()
+
+    def owned_partitions() -> set[int]:
+        try:
+            return {tp.partition for tp in app.consumer.assignment() if tp.topic == clock_topic}
+        except Exception:  # noqa: BLE001 - no consumer yet (starting up): nothing is owned
+            return set()
+
+    metrics = WorkerMetrics(engine.version, lambda: processor.portfolio(owned_partitions(), platforms, scan))
 
     def scan():
         for key, value in accounts.items():
@@ -108,9 +116,10 @@ def create_app(settings: Settings, engine: Engine) -> faust.App:
                     accounts, platforms, scan)
             result = processor.finish_batch()
             await publish(result)
+            acknowledged_at = time.time()
             write_state(result)
             await app.producer.flush()
-            metrics.record(result)
+            metrics.record(result, acknowledged_at)
             for letter in result.dead_letters:
                 log.warning("dead letter: %s at %s/%d@%d: %s", letter.reason, letter.origin.topic,
                             letter.origin.partition, letter.origin.offset, letter.message)
@@ -132,6 +141,13 @@ def create_app(settings: Settings, engine: Engine) -> faust.App:
 
     @app.page("/metrics")
     async def prometheus_metrics(web, request):  # noqa: ARG001 - Faust's view signature
+        owned = owned_partitions()
+        lags = []
+        for tp in sorted(app.consumer.assignment() if owned else ()):
+            if tp.topic in settings.topic.inputs:
+                position = await app.consumer.position(tp)
+                lags.append((tp.topic, tp.partition, max(0, app.consumer.highwater(tp) - (position or 0))))
+        metrics.set_runtime(lags, len(owned), processor.last_tick(owned, platforms))
         return web.bytes(metrics.exposition(), content_type="text/plain; version=0.0.4")
 
     return app

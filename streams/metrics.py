@@ -1,32 +1,113 @@
-"""Prometheus metrics of a worker (served at /metrics on its web port). Labels are bounded: no account ids."""
+"""Prometheus metrics of a worker, served at /metrics on its web port.
+
+Counters describe the flow through this worker. Gauges describe the state it holds: each worker reports only
+the partitions it owns right now (dropping the rest after a rebalance), so sum() across workers is the true
+portfolio. Labels are bounded: currencies, kinds, channels, rule ids, partitions; never account ids.
+"""
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+import time
+from typing import Callable, Iterable, Iterator
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from rules.engine import AGING_BUCKETS
 from streams.processor import BatchResult
+
+Portfolio = dict[str, dict[str, object]]
+
+
+class PortfolioCollector(Collector):
+    """Reads the processor's per-partition sums at scrape time, for the partitions this worker owns."""
+
+    def __init__(self, figures: Callable[[], Portfolio]):
+        self.figures = figures
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        by_currency = self.figures()
+        simple = {
+            "accounts_open": ("dunning_portfolio_accounts_open", "Accounts with an open balance"),
+            "accounts_overdue": ("dunning_portfolio_accounts_overdue", "Accounts with an overdue balance"),
+            "open_amount": ("dunning_portfolio_open_amount", "Open amount, in units of the currency"),
+            "overdue_amount": ("dunning_portfolio_overdue_amount", "Overdue amount, in units of the currency"),
+        }
+        for figure, (name, help_text) in simple.items():
+            family = GaugeMetricFamily(name, help_text, labels=["currency"])
+            for currency, figures in sorted(by_currency.items()):
+                family.add_metric([currency], float(figures.get(figure, 0)))
+            yield family
+        for figure, name, help_text in (
+            ("aging_accounts", "dunning_aging_accounts", "Accounts by the aging bucket of their oldest debt"),
+            ("aging_amount", "dunning_aging_amount", "Open amount by aging bucket of each invoice"),
+        ):
+            family = GaugeMetricFamily(name, help_text, labels=["currency", "bucket"])
+            for currency, figures in sorted(by_currency.items()):
+                for bucket in AGING_BUCKETS:
+                    family.add_metric([currency, bucket], float(figures.get(f"{figure}:{bucket}", 0)))
+            yield family
 
 
 class WorkerMetrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.events = Counter("dunning_events_total", "Events processed, by event type", ["type"],
-                              registry=self.registry)
-        self.notices = Counter("dunning_notices_total", "Notices issued, by kind, channel and rule",
-                               ["kind", "channel", "rule_id"], registry=self.registry)
-        self.handoffs = Counter("dunning_handoffs_total", "Handoffs, by target and action", ["to", "action"],
-                                registry=self.registry)
-        self.dead_letters = Counter("dunning_dead_letters_total", "Messages sent to the dead-letter topic, by reason",
-                                    ["reason"], registry=self.registry)
+    def __init__(self, ruleset_version: str, portfolio: Callable[[], Portfolio]) -> None:
+        self.registry = registry = CollectorRegistry()
+        self.events = Counter("dunning_events", "Events processed, by event type", ["type"], registry=registry)
+        self.notices = Counter("dunning_notices", "Notices issued, by kind, channel and rule",
+                               ["kind", "channel", "rule_id"], registry=registry)
+        self.handoffs = Counter("dunning_handoffs", "Handoffs, by target and action", ["to", "action"],
+                                registry=registry)
+        self.episodes_started = Counter("dunning_episodes_started", "Delinquency episodes started", registry=registry)
+        self.episodes_cured = Counter("dunning_episodes_cured", "Delinquency episodes ended (cured)",
+                                      registry=registry)
+        self.arrangements = Counter("dunning_arrangements", "Arrangements, by kind and outcome",
+                                    ["kind", "outcome"], registry=registry)
+        self.deferred = Counter("dunning_notices_deferred", "Notices that waited before going, by what held them",
+                                ["reason"], registry=registry)
+        self.dead_letters = Counter("dunning_dead_letters", "Messages sent to the dead-letter topic, by reason",
+                                    ["reason"], registry=registry)
+        self.latency = Histogram("dunning_processing_latency_seconds",
+                                 "From the message's timestamp to its notice acknowledged by the broker",
+                                 buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=registry)
+        self.lag = Gauge("dunning_consumer_lag", "Messages not yet consumed, per owned input partition",
+                         ["topic", "partition"], registry=registry)
+        self.last_tick = Gauge("dunning_last_tick_timestamp_seconds", "Clock time of the newest tick processed",
+                               registry=registry)
+        self.owned = Gauge("dunning_owned_partitions", "Partitions of each input topic this worker owns",
+                           registry=registry)
+        Info("dunning_ruleset", "The ruleset the worker runs", registry=registry).info({"version": ruleset_version})
+        registry.register(PortfolioCollector(portfolio))
 
-    def record(self, result: BatchResult) -> None:
+    def record(self, result: BatchResult, acknowledged_at: float | None = None) -> None:
+        acknowledged_at = acknowledged_at or time.time()
         for event_type, count in result.types.items():
             self.events.labels(event_type).inc(count)
-        for notice in result.notices:
+        for notice, released_by in zip(result.notices, result.released_by):
             self.notices.labels(notice.kind, notice.channel or "", notice.rule_id).inc()
             if notice.kind == "handoff":
                 self.handoffs.labels(notice.to, notice.action).inc()
+            for reason in notice.trigger.deferred_by:
+                self.deferred.labels(reason).inc()
+            if released_by is not None:
+                self.latency.observe(max(0.0, acknowledged_at - released_by / 1000))
+        for (what, detail), count in result.happenings.items():
+            if what == "episode.started":
+                self.episodes_started.inc(count)
+            elif what == "episode.ended":
+                self.episodes_cured.inc(count)
+            else:
+                self.arrangements.labels(detail, what.removeprefix("arrangement.")).inc(count)
         for letter in result.dead_letters:
             self.dead_letters.labels(letter.reason).inc()
+
+    def set_runtime(self, lags: Iterable[tuple[str, int, int]], owned: int, last_tick: float | None) -> None:
+        """Replaces the per-partition lag series with those of the partitions owned now."""
+        self.lag.clear()
+        for topic, partition, lag in lags:
+            self.lag.labels(topic, str(partition)).set(lag)
+        self.owned.set(owned)
+        if last_tick is not None:
+            self.last_tick.set(last_tick)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

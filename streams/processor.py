@@ -10,12 +10,13 @@ import heapq
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Callable, Iterable, Protocol
 
 from aiokafka.partitioner import murmur2
 from pydantic import ValidationError
 
-from rules.engine import Engine
+from rules.engine import AGING_BUCKETS, Engine, Position, aging_bucket
 from rules.state import AccountState, PlatformState, dump_account, dump_platform, load_account, load_platform
 from schemas.deadletter import DeadLetter, DeadLetterReason, MessageOrigin
 from schemas.events import (
@@ -97,6 +98,8 @@ class BatchResult:
     notices: list[Notice] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     types: Counter[str] = field(default_factory=Counter)  # valid events by type
+    happenings: Counter[tuple[str, str]] = field(default_factory=Counter)  # (journal entry kind, detail) counts
+    released_by: list[int | None] = field(default_factory=list)  # per notice: timestamp (ms) of its message
 
 
 class Processor:
@@ -110,12 +113,16 @@ class Processor:
         self._batch = BatchResult()
         self._states: dict[str, tuple[AccountState, Source, datetime | None]] = {}  # this batch's accounts
         self._platforms: dict[int, PlatformState] = {}
+        self._positions: dict[str, dict[str, Position]] | None = None  # account -> its last standing
+        self._totals: dict[int, dict[str, dict[str, Decimal]]] = {}  # partition -> currency -> figure -> sum
 
     # ----------------------------------------------------------------- batch lifecycle
 
     def forget_partitions(self) -> None:
         """After a rebalance: the wakeup index and cached platform state may describe partitions we lost."""
         self._wakeups = None
+        self._positions = None
+        self._totals = {}
         self._platforms.clear()
 
     def finish_batch(self) -> BatchResult:
@@ -196,7 +203,10 @@ class Processor:
             raw = accounts.get(account_id)
             state = decode_account(raw) if raw is not None else self.engine.new_account(account_id)
         platform = self._platform(source.partition, platforms)
+        last_entry = state.journal[-1] if state.journal else None
         self._emit(self.engine.step(state, event, platform)[1], source)
+        self._count_happenings(state, last_entry)
+        self._update_position(account_id, state, platform, source.partition, platform.clock or event.occurred_at)
         wakeup = self.engine.wakeup(state, platform)
         self._states[account_id] = (state, source, wakeup)
         if self._wakeups is not None and wakeup is not None:
@@ -232,11 +242,68 @@ class Processor:
         stored = [key for key, raw in scan() if account_header(raw)[0] == partition]
         return stored + [key for key, (_, source, _) in self._states.items() if source.partition == partition]
 
+    # ----------------------------------------------------------------- portfolio figures
+
+    def _count_happenings(self, state: AccountState, last_entry: object) -> None:
+        """Episodes and arrangements as the journal recorded them in this step, for the flow metrics."""
+        journal = state.journal
+        start = len(journal)
+        while start > 0 and journal[start - 1] is not last_entry:
+            start -= 1
+        for entry in journal[start:]:
+            if entry.what in ("episode.started", "episode.ended"):
+                self._batch.happenings[(entry.what, "")] += 1
+            elif entry.what in ("arrangement.agreed", "arrangement.cancelled") and "ignored" not in entry.detail:
+                arrangement = state.arrangements.get(entry.detail.get("arrangement_id", ""))
+                outcome = entry.what.split(".")[1]
+                self._batch.happenings[(f"arrangement.{outcome}", arrangement.kind if arrangement else "")] += 1
+            elif entry.what.startswith("decision.arrangement_"):
+                outcome = entry.what.removeprefix("decision.arrangement_")
+                self._batch.happenings[(f"arrangement.{outcome}", entry.detail.get("kind", ""))] += 1
+
+    def _update_position(self, account_id: str, state: AccountState, platform: PlatformState, partition: int,
+                         at: datetime) -> None:
+        if self._positions is None:
+            return
+        new = self.engine.portfolio(state, platform, at)
+        totals = self._totals.setdefault(partition, {})
+        for currency, position in self._positions.pop(account_id, {}).items():
+            _add(totals, currency, position, -1)
+        for currency, position in new.items():
+            _add(totals, currency, position, +1)
+        if new:
+            self._positions[account_id] = new
+
+    def portfolio(self, partitions: Iterable[int], platforms: Store, scan: Scan
+                  ) -> dict[str, dict[str, Decimal]]:
+        """Sums over the given partitions: per currency, accounts and amounts open and overdue, and aging."""
+        if self._positions is None:
+            self._positions, self._totals = {}, {}
+            current = {key: (state, source.partition) for key, (state, source, _) in self._states.items()}
+            stored = ((key, (decode_account(raw), account_header(raw)[0])) for key, raw in scan() if key not in current)
+            for key, (state, partition) in [*current.items(), *stored]:
+                platform = self._platform(partition, platforms)
+                at = platform.clock or state.evaluated_until
+                if at is not None:
+                    self._update_position(key, state, platform, partition, at)
+        summed: dict[str, dict[str, Decimal]] = {}
+        for partition in partitions:
+            for currency, figures in self._totals.get(partition, {}).items():
+                into = summed.setdefault(currency, {})
+                for name, value in figures.items():
+                    into[name] = into.get(name, Decimal(0)) + value
+        return summed
+
+    def last_tick(self, partitions: Iterable[int], platforms: Store) -> float | None:
+        clocks = [self._platform(p, platforms).clock for p in partitions]
+        return max((clock.timestamp() for clock in clocks if clock is not None), default=None)
+
     # ----------------------------------------------------------------- output
 
     def _emit(self, notices: list[Notice], source: Source) -> None:
         for notice in notices:
             self._batch.notices.append(notice)
+            self._batch.released_by.append(source.timestamp_ms)
             self._batch.outgoing.append(Outgoing(self.topics.for_notice_kind(notice.kind), notice.account_id.encode(),
                                                  notice.to_json(), source.partition))
 
@@ -258,3 +325,19 @@ class Processor:
                                              letter.model_dump_json(exclude_none=True).encode(), source.partition))
 
 
+
+
+def _add(totals: dict[str, dict[str, Decimal]], currency: str, position: Position, sign: int) -> None:
+    figures = totals.setdefault(currency, {})
+
+    def bump(name: str, value: Decimal) -> None:
+        figures[name] = figures.get(name, Decimal(0)) + sign * value
+
+    bump("accounts_open", Decimal(1))
+    bump("open_amount", position.open_amount)
+    if position.overdue_amount > 0:
+        bump("accounts_overdue", Decimal(1))
+        bump("overdue_amount", position.overdue_amount)
+    for bucket in AGING_BUCKETS:
+        bump(f"aging_amount:{bucket}", position.aging[bucket])
+    bump(f"aging_accounts:{aging_bucket(position.days_past_due)}", Decimal(1))
