@@ -34,7 +34,9 @@ DEFAULT_ZONE = "Asia/Shanghai"
 ZONES = (("Asia/Shanghai", 60), ("Asia/Kolkata", 14), ("America/New_York", 13), ("Europe/Berlin", 13))
 RISK_TIERS = (("low", 25), ("standard", 55), ("high", 20))
 CHANNELS = ("app_push", "sms", "email", "wechat")
-OPT_OUTS = ((None, 88), (["sms"], 6), (["email"], 2), (["sms", "email"], 2), (["sms", "email", "app_push", "letter"], 2))
+OPT_OUTS = (
+    (None, 88), (["sms"], 6), (["email"], 2), (["sms", "email"], 2), (["sms", "email", "app_push", "letter"], 2),
+)
 FAILURE_REASONS = (("insufficient_funds", 50), ("invalid_payment_method", 20), ("system_error", 18), ("other", 12))
 BEHAVIOURS = (
     "on_time", "late", "partial", "never", "overpaid", "prepaid",
@@ -312,7 +314,8 @@ class _Account:
         agreed_at = max(agreed_at, issued_at + timedelta(hours=2))
         new_due = due + timedelta(days=rng.randint(7, 21))
         arrangement = self.next_id("arr")
-        fields: dict[str, Any] = {"arrangement_id": arrangement, "kind": "extension", "new_due_date": new_due.isoformat()}
+        fields: dict[str, Any] = {"arrangement_id": arrangement, "kind": "extension",
+                                  "new_due_date": new_due.isoformat()}
         if rng.random() < 0.7:
             fields["invoice_ids"] = [inv]
         if not self.emit(agreed_at, "arrangement.agreed", **fields):
