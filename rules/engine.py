@@ -815,12 +815,18 @@ class Engine:
             invoices=invoices, episode_id=episode_id, issued_at=now, caused_by=cause, trigger=trigger,
             facts=facts, case_file=self._case_file(state) if kind == "handoff" else None,
         )
-        detail = {"rule_id": rule_id, "issued_at": now.isoformat()}
+        # The audit trail keeps why: the rule, what it saw, and what it waited for.
+        detail = {"rule_id": rule_id}
         if channel:
-            detail["channel"] = channel
+            detail.update(channel=channel, template=template or "")
         if to:
-            detail["to"] = to
-            detail["action"] = action or "open"
+            detail.update(to=to, action=action or "open")
+        if facts:
+            detail["facts"] = ", ".join(f"{name}={value}" for name, value in facts.items())
+        if trigger.event_id != cause:
+            detail["decided"] = f"{trigger.at.isoformat()} by {trigger.event_id}"
+        if trigger.deferred_by:
+            detail["waited_for"] = ", ".join(trigger.deferred_by)
         self._journal(state, now, f"notice.{kind}", the_id, detail)
         return notice
 

@@ -22,7 +22,8 @@ from faust.streams import _current_event  # Faust's per-event context: table wri
 from rules.engine import Engine
 from schemas.events import tick
 from streams.metrics import WorkerMetrics
-from streams.processor import BatchResult, Processor, Source
+from streams.explain import account_report
+from streams.processor import BatchResult, Processor, Source, account_header, decode_account
 from streams.settings import Settings
 
 log = logging.getLogger("dunning.worker")
@@ -67,6 +68,7 @@ def faust_settings(settings: Settings) -> dict[str, object]:
         web_enabled=True,
         web_bind=settings.web_host,
         web_port=settings.web_port,
+        canonical_url=settings.canonical_url,
         table_standby_replicas=0,
     )
 
@@ -138,6 +140,20 @@ def create_app(settings: Settings, engine: Engine) -> faust.App:
             sent = [await app.producer.send(clock_topic, b"*", value, partition, None, None)
                     for partition in range(settings.partitions)]
             await asyncio.gather(*sent)
+
+    @app.page("/accounts/{account_id}")
+    @app.table_route(table=accounts, match_info="account_id")  # forwarded to the worker that owns the key
+    async def account_view(web, request, account_id: str):
+        token = settings.web_token.get_secret_value() if settings.web_token else None
+        if token and request.headers.get("Authorization") != f"Bearer {token}":
+            return web.json({"error": "a bearer token is required"}, status=401)
+        raw = accounts.get(account_id)
+        if raw is None:
+            return web.json({"error": f"no account {account_id!r} here"}, status=404)
+        partition, _ = account_header(raw)
+        platform = processor.platform_of(partition, platforms)
+        report = account_report(engine, decode_account(raw), platform, platform.clock)
+        return web.json({**report, "partition": partition, "served_by": settings.canonical_url})
 
     @app.page("/metrics")
     async def prometheus_metrics(web, request):  # noqa: ARG001 - Faust's view signature

@@ -16,7 +16,7 @@ from rules.model import Ruleset
 from rules.simulator import Simulation
 from schemas.events import InputEvent, describe_errors, parse_event
 from schemas.notices import Notice
-from streams.explain import render_timeline
+from streams.explain import account_report, render_report
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -83,7 +83,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     simulation.run(events, args.tick, args.until)
     notices = simulation.sorted_notices()
     if args.explain:
-        sys.stdout.write(render_timeline(simulation.accounts, notices, rulesets[0].defaults.timezone))
+        engine = simulation.engine
+        reports = [account_report(engine, simulation.accounts[a], simulation.platform, simulation.platform.clock)
+                   for a in sorted(simulation.accounts)]
+        sys.stdout.write("\n".join(render_report(report) for report in reports))
     else:
         write_notices(notices, sys.stdout)
     return 1 if rejected else 0
@@ -136,6 +139,33 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from streams.settings import Settings
+
+    settings = Settings()
+    base = args.url or f"http://{'127.0.0.1' if settings.web_host in ('0.0.0.0', '') else settings.web_host}:" \
+                       f"{settings.web_port}"
+    request = urllib.request.Request(f"{base}/accounts/{urllib.parse.quote(args.account, safe='')}")
+    if settings.web_token:
+        request.add_header("Authorization", f"Bearer {settings.web_token.get_secret_value()}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            report = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        print(f"dunning explain: {base} answered {exc.code}: {exc.read().decode(errors='replace')}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"dunning explain: cannot reach a worker at {base}: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(json.dumps(report, indent=2) + "\n" if args.json else render_report(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dunning", description="Rules-driven dunning for overdue receivables.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -168,6 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--no-settle", action="store_true",
                          help="do not wait for the worker to consume the events before each tick")
     publish.set_defaults(handler=cmd_publish)
+
+    explain = commands.add_parser("explain", help="why an account got its notices (asks a running worker)")
+    explain.add_argument("account")
+    explain.add_argument("--url", help="a worker's web address (default: DUNNING_WEB_HOST:DUNNING_WEB_PORT)")
+    explain.add_argument("--json", action="store_true", help="print the worker's JSON report")
+    explain.set_defaults(handler=cmd_explain)
 
     tail = commands.add_parser("tail", help="print notices as readable lines as they arrive")
     tail.add_argument("--from-beginning", action="store_true")

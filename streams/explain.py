@@ -1,59 +1,84 @@
-"""Readable timelines: what happened to an account, what it was sent, and which rule and facts caused it."""
+"""Why did this account get this notice: a report of an account's standing and its audit trail.
+
+The same report backs `GET /accounts/{id}` on the worker, `dunning explain ACCOUNT`, and
+`dunning simulate --explain`.
+"""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from rules.state import AccountState, JournalEntry
-from schemas.notices import Notice
+from rules.engine import Engine
+from rules.state import AccountState, PlatformState
 
 
-def _when(at: datetime, zone: ZoneInfo) -> str:
-    return at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+def account_report(engine: Engine, state: AccountState, platform: PlatformState, at: datetime | None) -> dict[str, Any]:
+    """A JSON-ready picture of the account at `at` (its last evaluation if None)."""
+    at = at or state.evaluated_until or datetime.now().astimezone()
+    zone = ZoneInfo(state.timezone or engine.default_zone)
+    today = at.astimezone(zone).date()
+    invoices = []
+    for invoice in state.invoices.values():
+        due = engine._effective_due(invoice, platform, zone)
+        invoices.append({
+            "invoice_id": invoice.invoice_id, "currency": invoice.currency, "amount": str(invoice.amount),
+            "paid": str(invoice.paid), "balance": str(invoice.balance), "status": invoice.status,
+            "disputed": invoice.disputed, "due_date": invoice.due_date.isoformat(),
+            "effective_due_date": due.isoformat(),
+            "days_past_due": (today - due).days if invoice.status == "open" else None,
+        })
+    episode = state.episode
+    return {
+        "account_id": state.account_id,
+        "as_of": at.isoformat(),
+        "timezone": zone.key,
+        "risk_tier": state.risk_tier,
+        "balances": {currency: {"open": str(p.open_amount), "overdue": str(p.overdue_amount),
+                                "days_past_due": p.days_past_due}
+                     for currency, p in engine.portfolio(state, platform, at).items()},
+        "credit": {currency: str(amount) for currency, amount in state.credit.items()},
+        "invoices": invoices,
+        "episode": None if episode is None else {
+            "episode_id": episode.episode_id, "started_at": episode.started_at.isoformat(),
+            "stages": episode.done, "open_handoffs": sorted(episode.open_handoffs)},
+        "arrangements": [{"arrangement_id": a.arrangement_id, "kind": a.kind, "status": a.status,
+                          "agreed_at": a.agreed_at.isoformat()} for a in state.arrangements.values()],
+        "waiting": [{"rule_id": p.rule_id, "kind": p.kind, "since": p.trigger_at.isoformat(),
+                     "waiting_for": p.deferred_by} for p in state.pending],
+        "timeline": [{"at": e.at.isoformat(), "what": e.what, "id": e.id, "detail": e.detail}
+                     for e in state.journal],
+    }
 
 
-def _detail(detail: dict[str, str]) -> str:
-    return " ".join(f"{key}={value}" for key, value in detail.items())
-
-
-def _notice_lines(notice: Notice, zone: ZoneInfo) -> list[str]:
-    if notice.kind == "handoff":
-        head = f"HANDOFF {notice.action} -> {notice.to}"
+def _line(entry: dict[str, Any], zone: ZoneInfo) -> list[str]:
+    stamp = datetime.fromisoformat(entry["at"]).astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+    detail = dict(entry["detail"])
+    what = entry["what"]
+    if what.startswith("notice."):
+        rule = detail.pop("rule_id")
+        if what == "notice.handoff":
+            head = f"HANDOFF {detail.pop('action')} -> {detail.pop('to')}"
+        else:
+            head = f"{what.removeprefix('notice.').upper()} via {detail.pop('channel')} " \
+                   f"(template {detail.pop('template')})"
+        body = [f"{head}  [{entry['id']}]", f"    rule {rule}"]
+        body += [f"    {name.replace('_', ' ')}: {value}" for name, value in detail.items()]
+    elif what.startswith("decision."):
+        body = [f"{what.removeprefix('decision.')}: {entry['id']}  " + " ".join(f"{k}={v}" for k, v in detail.items())]
     else:
-        head = f"{notice.kind.upper()} via {notice.channel} (template {notice.template})"
-    lines = [f"{head}  [{notice.notice_id}]",
-             f"    rule {notice.rule_id} (ruleset {notice.ruleset_version}), episode {notice.episode_id or '-'}"]
-    if notice.facts:
-        lines.append("    facts: " + ", ".join(f"{k}={v}" for k, v in notice.facts.items()))
-    trigger = notice.trigger
-    if trigger.deferred_by:
-        lines.append(f"    decided {_when(trigger.at, zone)} by {trigger.event_id}; "
-                     f"waited for: {', '.join(trigger.deferred_by)}")
-    owed = ", ".join(f"{amount} {currency}" for currency, amount in notice.overdue.items()) or "nothing"
-    lines.append(f"    days past due {notice.days_past_due}, overdue {owed}")
-    return lines
+        body = [f"{what} {entry['id']}  " + " ".join(f"{k}={v}" for k, v in detail.items())]
+    return [f"  {stamp}  {body[0].rstrip()}"] + [" " * (len(stamp) + 4) + line for line in body[1:]]
 
 
-def _entry_lines(entry: JournalEntry, notices: dict[str, Notice], zone: ZoneInfo) -> list[str]:
-    notice = notices.get(entry.id)
-    if notice is not None:
-        body = _notice_lines(notice, zone)
-    elif entry.what.startswith("decision."):
-        body = [f"{entry.what.removeprefix('decision.')}: {entry.id}  {_detail(entry.detail)}".rstrip()]
-    else:
-        body = [f"{entry.what} {entry.id}  {_detail(entry.detail)}".rstrip()]
-    stamp = _when(entry.at, zone)
-    return [f"  {stamp}  {body[0]}"] + [" " * (len(stamp) + 4) + line for line in body[1:]]
-
-
-def render_account(state: AccountState, notices: dict[str, Notice], default_zone: str) -> str:
-    zone = ZoneInfo(state.timezone or default_zone)
-    lines = [f"account {state.account_id} (timezone {zone.key}, risk {state.risk_tier})"]
-    for entry in state.journal:
-        lines.extend(_entry_lines(entry, notices, zone))
+def render_report(report: dict[str, Any]) -> str:
+    zone = ZoneInfo(report["timezone"])
+    lines = [f"account {report['account_id']} (timezone {report['timezone']}, risk {report['risk_tier']})"]
+    for currency, balance in sorted(report["balances"].items()):
+        lines.append(f"  owes {balance['open']} {currency}, of which {balance['overdue']} overdue "
+                     f"(days past due {balance['days_past_due']})")
+    if report["episode"]:
+        lines.append(f"  in delinquency episode {report['episode']['episode_id']}")
+    for entry in report["timeline"]:
+        lines.extend(_line(entry, zone))
     return "\n".join(lines) + "\n"
-
-
-def render_timeline(accounts: dict[str, AccountState], notices: list[Notice], default_zone: str) -> str:
-    by_id = {notice.notice_id: notice for notice in notices}
-    return "\n".join(render_account(accounts[a], by_id, default_zone) for a in sorted(accounts))

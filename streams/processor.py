@@ -110,6 +110,7 @@ class Processor:
         self.check_partitioning = check_partitioning
         self._allowed = {name: topics.for_event_type(name) for name in EVENT_TYPES}
         self._wakeups: dict[int, list[tuple[float, str]]] | None = None
+        self._wake_at: dict[str, float] = {}  # each indexed account's current wakeup; other heap entries are stale
         self._batch = BatchResult()
         self._states: dict[str, tuple[AccountState, Source, datetime | None]] = {}  # this batch's accounts
         self._platforms: dict[int, PlatformState] = {}
@@ -121,6 +122,7 @@ class Processor:
     def forget_partitions(self) -> None:
         """After a rebalance: the wakeup index and cached platform state may describe partitions we lost."""
         self._wakeups = None
+        self._wake_at = {}
         self._positions = None
         self._totals = {}
         self._platforms.clear()
@@ -181,15 +183,16 @@ class Processor:
         if not isinstance(event, ClockTick):
             # New due dates for everyone on this partition: every account looks again at the next tick.
             for account_id in self._accounts_on(source.partition, scan):
+                self._wake_at[account_id] = 0.0
                 heapq.heappush(self._wakeups[source.partition], (0.0, account_id))
             return
         due_before = event.at.timestamp()
         index = self._index(scan).setdefault(source.partition, [])
         seen: set[str] = set()
         while index and index[0][0] <= due_before:
-            _, account_id = heapq.heappop(index)
-            if account_id in seen:
-                continue
+            wake, account_id = heapq.heappop(index)
+            if account_id in seen or self._wake_at.get(account_id) != wake:
+                continue  # an entry the account's later steps superseded (the simulator drops these too)
             seen.add(account_id)
             self._step(account_id, event, source, accounts, platforms)
 
@@ -209,9 +212,13 @@ class Processor:
         self._update_position(account_id, state, platform, source.partition, platform.clock or event.occurred_at)
         wakeup = self.engine.wakeup(state, platform)
         self._states[account_id] = (state, source, wakeup)
-        if self._wakeups is not None and wakeup is not None:
-            # Later ticks in this same batch must see the account's new wakeup.
-            heapq.heappush(self._wakeups.setdefault(source.partition, []), (wakeup.timestamp(), account_id))
+        if self._wakeups is not None:
+            # Later ticks in this same batch must see the account's new wakeup, and only that one.
+            if wakeup is None:
+                self._wake_at.pop(account_id, None)
+            else:
+                self._wake_at[account_id] = wakeup.timestamp()
+                heapq.heappush(self._wakeups.setdefault(source.partition, []), (wakeup.timestamp(), account_id))
 
     def _platform(self, partition: int, platforms: Store | None) -> PlatformState:
         platform = self._platforms.get(partition)
@@ -225,16 +232,21 @@ class Processor:
         """Wakeup times of every account this worker holds, by partition, rebuilt after a rebalance."""
         if self._wakeups is None:
             index: dict[int, list[tuple[float, str]]] = {}
+            wake_at: dict[str, float] = {}
             for key, raw in scan():
                 partition, wakeup = account_header(raw)
                 if wakeup is not None:
                     index.setdefault(partition, []).append((wakeup, key))
+                    wake_at[key] = wakeup
             for key, (_, source, wakeup) in self._states.items():  # changed in this batch, not yet stored
-                if wakeup is not None:
+                if wakeup is None:
+                    wake_at.pop(key, None)
+                else:
                     index.setdefault(source.partition, []).append((wakeup.timestamp(), key))
+                    wake_at[key] = wakeup.timestamp()
             for heap in index.values():
                 heapq.heapify(heap)
-            self._wakeups = index
+            self._wakeups, self._wake_at = index, wake_at
         return self._wakeups
 
     def _accounts_on(self, partition: int, scan: Scan) -> list[str]:
@@ -293,6 +305,9 @@ class Processor:
                 for name, value in figures.items():
                     into[name] = into.get(name, Decimal(0)) + value
         return summed
+
+    def platform_of(self, partition: int, platforms: Store) -> PlatformState:
+        return self._platform(partition, platforms)
 
     def last_tick(self, partitions: Iterable[int], platforms: Store) -> float | None:
         clocks = [self._platform(p, platforms).clock for p in partitions]

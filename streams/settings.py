@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     state_dir: Path = Path("var/worker")
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65535)
+    web_token: SecretStr | None = Field(default=None, description="if set, /accounts wants 'Authorization: Bearer'")
+    advertised_url: str | None = Field(default=None, description="how other workers reach this one's web port")
     tick_interval: float = Field(default=3600.0, gt=0, description="seconds between clock ticks")
     clock_enabled: bool = Field(default=True, description="false when something else publishes the ticks (tests)")
     log_level: str = "info"
@@ -85,6 +87,15 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("KAFKA_BOOTSTRAP_SERVERS is empty")
         return value.strip()
+
+    @property
+    def canonical_url(self) -> str:
+        if self.advertised_url:
+            return self.advertised_url
+        import socket
+
+        host = socket.gethostname() if self.web_host in ("0.0.0.0", "::", "") else self.web_host
+        return f"http://{host}:{self.web_port}"
 
     def kafka_client_options(self) -> dict[str, object]:
         """Options for aiokafka clients (publish, tail, admin) matching the worker's security settings."""
