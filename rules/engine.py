@@ -82,6 +82,55 @@ class Position:
     aging: dict[str, Decimal] = field(default_factory=lambda: dict.fromkeys(AGING_BUCKETS, ZERO))
 
 
+class _Compiled:
+    """A rule with what the engine reads on every evaluation held in plain slots."""
+
+    __slots__ = ("index", "rule", "id", "conditions", "every_days", "kind", "currency")
+
+    def __init__(self, index: int, rule: Rule):
+        self.index, self.rule, self.id = index, rule, rule.id
+        self.conditions = rule.conditions
+        self.every_days = rule.every_days
+        self.kind = rule.emit.kind
+        self.currency = rule.currency
+
+    def matches(self, facts: dict[str, Any]) -> bool:
+        for condition in self.conditions:
+            if not condition.test(facts.get(condition.fact)):
+                return False
+        return True
+
+
+def _invoice_lookahead(ruleset: Ruleset) -> int | None:
+    """How many days before a due date invoice rules can fire; None when a rule has no upper bound."""
+    longest = 0
+    for _, rule in ruleset.invoice_rules:
+        reach = None
+        for condition in rule.conditions:
+            if condition.fact == "days_until_due":
+                reach = _upper_bound(condition.source)
+        if reach is None:
+            return None
+        longest = max(longest, reach)
+    return longest
+
+
+def _upper_bound(written: Any) -> int | None:
+    if isinstance(written, int):
+        return written
+    if isinstance(written, dict):
+        bounds = [written.get("lte"), written.get("eq")]
+        if written.get("lt") is not None:
+            bounds.append(written["lt"] - 1)
+        if isinstance(written.get("between"), list):
+            bounds.append(written["between"][1])
+        if isinstance(written.get("in"), list):
+            bounds.append(max(written["in"]))
+        known = [b for b in bounds if isinstance(b, int)]
+        return min(known) if known else None
+    return None
+
+
 def notice_id(account_id: str, key: str) -> str:
     """Stable across replays, restarts and workers: derived from what the notice is about, not when it went."""
     return "n-" + hashlib.sha256(f"{account_id}\x1f{key}".encode()).hexdigest()[:32]
@@ -101,7 +150,15 @@ class Engine:
         self.version = ruleset.version
         self.default_zone = ruleset.defaults.timezone
         self.currency = ruleset.defaults.currency
-        self._rules_by_id = {rule.id: (index, rule) for index, rule in enumerate(ruleset.rules)}
+        # Plain tuples of what the hot path reads, instead of pydantic properties on every evaluation.
+        self._episode_rules = tuple(_Compiled(i, r) for i, r in ruleset.episode_rules)
+        self._invoice_rules = tuple(_Compiled(i, r) for i, r in ruleset.invoice_rules)
+        self._event_rules = {name: tuple(_Compiled(i, r) for i, r in ruleset.event_rules(name))
+                             for name in {r.on for r in ruleset.rules if r.on}}
+        self._compiled_by_id = {c.rule.id: c for c in (*self._episode_rules, *self._invoice_rules,
+                                                        *(c for group in self._event_rules.values() for c in group))}
+        self._lookahead = _invoice_lookahead(ruleset)
+        self._outage_cache: dict[tuple, tuple[date, date, date]] = {}
 
     # ----------------------------------------------------------------- entry points
 
@@ -158,11 +215,9 @@ class Engine:
             return datetime.min.replace(tzinfo=ZoneInfo("UTC"))
         zone = self._zone_of(state)
         local = since.astimezone(zone)
-        next_midnight = _local_midnight(local.date() + timedelta(days=1), zone)
-        has_future = state.episode is not None or any(inv.status == "open" for inv in state.invoices.values()) or any(
-            arr.status == "active" for arr in state.arrangements.values()
-        )
-        candidates = [next_midnight] if has_future or state.pending else []
+        tomorrow = local.date() + timedelta(days=1)
+        next_day = self._next_interesting_day(state, platform, zone, tomorrow)
+        candidates = [] if next_day is None else [_local_midnight(next_day, zone)]
         window = self.ruleset.contact_window
         if state.pending and window is not None:
             opening = datetime.combine(local.date(), window.start, tzinfo=zone)
@@ -193,18 +248,54 @@ class Engine:
                 position.days_past_due = max(position.days_past_due, days)
         return positions
 
+    def _next_interesting_day(self, state: AccountState, platform: PlatformState, zone: ZoneInfo,
+                              tomorrow: date) -> date | None:
+        """The first local day from tomorrow on whose start could change something for this account.
+
+        In an episode, with notices waiting or an arrangement running, that is every day. Otherwise only two
+        days per open invoice matter: when invoice rules can first see it, and the day after it falls due."""
+        running = any(arrangement.status == "active" for arrangement in state.arrangements.values())
+        if state.episode is not None or state.pending or running:
+            return tomorrow
+        if not any(invoice.status == "open" for invoice in state.invoices.values()):
+            return None
+        if self._lookahead is None:
+            return tomorrow
+        earliest = None
+        for invoice in state.invoices.values():
+            if not self._dunnable(invoice):
+                continue
+            due = self._effective_due(invoice, platform, zone)
+            for day in (due - timedelta(days=self._lookahead), due + timedelta(days=1)):
+                if day <= tomorrow:
+                    return tomorrow
+                if earliest is None or day < earliest:
+                    earliest = day
+        return earliest
+
     # ----------------------------------------------------------------- time and facts
 
     def _zone_of(self, state: AccountState) -> ZoneInfo:
         return _zone(state.timezone or self.default_zone)
 
+    def _outage_days(self, outage: Outage, zone: ZoneInfo) -> tuple[date, date, date]:
+        """An outage's first and last local day and the day due dates inside it move to (cached: hot path)."""
+        key = (outage.start, outage.end, outage.grace_days, zone.key)
+        days = self._outage_cache.get(key)
+        if days is None:
+            last = outage.end.astimezone(zone).date()
+            days = (outage.start.astimezone(zone).date(), last, last + timedelta(days=outage.grace_days))
+            if len(self._outage_cache) > 4096:
+                self._outage_cache.clear()
+            self._outage_cache[key] = days
+        return days
+
     def _shift_for_outages(self, due: date, platform: PlatformState, zone: ZoneInfo) -> date:
         """A due date inside an outage moves to the outage's last local day plus its grace days."""
         for outage in platform.outages.values():
-            first = outage.start.astimezone(zone).date()
-            last = outage.end.astimezone(zone).date()
-            if first <= due <= last:
-                due = max(due, last + timedelta(days=outage.grace_days))
+            first, last, moved = self._outage_days(outage, zone)
+            if first <= due <= last and moved > due:
+                due = moved
         return due
 
     def _effective_due(self, invoice: InvoiceState, platform: PlatformState, zone: ZoneInfo) -> date:
@@ -213,7 +304,8 @@ class Engine:
             return base
         return self._shift_for_outages(base, platform, zone)
 
-    def _dunnable(self, invoice: InvoiceState) -> bool:
+    @staticmethod
+    def _dunnable(invoice: InvoiceState) -> bool:
         """Open, undisputed, owing money, and not carried by an installment plan in good standing."""
         return invoice.status == "open" and not invoice.disputed and invoice.plan_id is None and invoice.balance > ZERO
 
@@ -560,7 +652,7 @@ class Engine:
             base = self._facts(state, platform, today, zone, self.currency, overdue)
             if state.episode is not None:
                 self._fire_episode_rules(state, platform, now, today, zone, cause, overdue, base, notices)
-            if self.ruleset.invoice_rules:
+            if self._invoice_rules:
                 self._fire_invoice_rules(state, platform, now, today, zone, cause, overdue, base, notices)
         self._release(state, platform, now, cause, notices)
 
@@ -570,28 +662,27 @@ class Engine:
     ) -> None:
         episode = state.episode
         waiting = {p.rule_id for p in state.pending}
-        due: list[tuple[int, Rule, dict[str, Any]]] = []
-        for index, rule in self.ruleset.episode_rules:
-            every = rule.every_days
-            if every is None:
+        due: list[tuple[_Compiled, dict[str, Any]]] = []
+        for rule in self._episode_rules:
+            if rule.every_days is None:
                 if rule.id in episode.done:
                     continue
             else:
                 last = episode.last_fired.get(rule.id)
-                if rule.id in waiting or (last is not None and (today - last).days < every):
+                if rule.id in waiting or (last is not None and (today - last).days < rule.every_days):
                     continue
             facts = self._rule_facts(rule, state, platform, today, zone, overdue, base)
             if rule.matches(facts):
-                due.append((index, rule, facts))
+                due.append((rule, facts))
         fire = self._collapse(state, now, due, lambda rule: episode.done.__setitem__(rule.id, "skipped"))
-        for index, rule, facts in fire:
+        for rule, facts in fire:
             if rule.every_days is None:
                 episode.done[rule.id] = "fired"
                 key = f"{rule.id}|{episode.episode_id}"
             else:
                 # A repeating rule counts its days from when it was last sent (see _send), not decided.
                 key = f"{rule.id}|{episode.episode_id}|{today.isoformat()}"
-            self._decide(state, platform, now, cause, index, rule, facts, notices, scope="episode", key=key,
+            self._decide(state, platform, now, cause, rule, facts, notices, scope="episode", key=key,
                          episode_id=episode.episode_id)
 
     def _fire_invoice_rules(
@@ -602,36 +693,36 @@ class Engine:
             if not self._dunnable(invoice):
                 continue
             until_due = (self._effective_due(invoice, platform, zone) - today).days
-            if until_due < 0:
+            if until_due < 0 or (self._lookahead is not None and until_due > self._lookahead):
                 continue
             due = []
-            for index, rule in self.ruleset.invoice_rules:
+            for rule in self._invoice_rules:
                 if rule.id in invoice.rules_done:
                     continue
                 facts = dict(self._rule_facts(rule, state, platform, today, zone, overdue, base))
                 facts["days_until_due"] = until_due
                 if rule.matches(facts):
-                    due.append((index, rule, facts))
-            for index, rule, facts in self._collapse(state, now, due, lambda rule: invoice.rules_done.append(rule.id)):
+                    due.append((rule, facts))
+            for rule, facts in self._collapse(state, now, due, lambda rule: invoice.rules_done.append(rule.id)):
                 invoice.rules_done.append(rule.id)
-                self._decide(state, platform, now, cause, index, rule, facts, notices, scope="invoice",
+                self._decide(state, platform, now, cause, rule, facts, notices, scope="invoice",
                              key=f"{rule.id}|invoice:{invoice.invoice_id}", invoice_id=invoice.invoice_id,
                              episode_id=state.episode.episode_id if state.episode else None)
 
     def _collapse(self, state: AccountState, now: datetime, due: list, mark_skipped) -> list:
         """Of once-only rules of one kind due together, only the last in file order fires; the rest are skipped."""
         last_of_kind: dict[str, int] = {}
-        for position, (_, rule, _) in enumerate(due):
+        for position, (rule, _) in enumerate(due):
             if rule.every_days is None:
-                last_of_kind[rule.emit.kind] = position
+                last_of_kind[rule.kind] = position
         fire = []
-        for position, (index, rule, facts) in enumerate(due):
-            if rule.every_days is None and last_of_kind[rule.emit.kind] != position:
+        for position, (rule, facts) in enumerate(due):
+            if rule.every_days is None and last_of_kind[rule.kind] != position:
                 mark_skipped(rule)
-                superseded_by = due[last_of_kind[rule.emit.kind]][1].id
+                superseded_by = due[last_of_kind[rule.kind]][0].id
                 self._journal(state, now, "decision.skipped", rule.id, {"superseded_by": superseded_by})
             else:
-                fire.append((index, rule, facts))
+                fire.append((rule, facts))
         return fire
 
     def _fire_event_rules(
@@ -639,30 +730,31 @@ class Engine:
         event_facts: dict[str, Any], notices: list[Notice], invoice_id: str | None = None,
         arrangement_id: str | None = None,
     ) -> None:
-        rules = self.ruleset.event_rules(event_type)
+        rules = self._event_rules.get(event_type)
         if not rules:
             return
         if event_facts.get("failure_reason") == "system_error":
             # Our own platform's fault never counts against the customer.
-            for _, rule in rules:
+            for rule in rules:
                 self._journal(state, now, "decision.suppressed", rule.id, {"reason": "payment failed by system_error"})
             return
         zone = self._zone_of(state)
         today = now.astimezone(zone).date()
         overdue = self._overdue(state, platform, today, zone)
         base = self._facts(state, platform, today, zone, self.currency, overdue)
-        for index, rule in rules:
+        for rule in rules:
             facts = {**self._rule_facts(rule, state, platform, today, zone, overdue, base), **event_facts}
             if rule.matches(facts):
-                self._decide(state, platform, now, event_id, index, rule, facts, notices, scope="event",
+                self._decide(state, platform, now, event_id, rule, facts, notices, scope="event",
                              key=f"{rule.id}|event:{event_id}", invoice_id=invoice_id, arrangement_id=arrangement_id,
                              episode_id=state.episode.episode_id if state.episode else None)
 
     def _decide(
-        self, state: AccountState, platform: PlatformState, now: datetime, cause: str, index: int, rule: Rule,
+        self, state: AccountState, platform: PlatformState, now: datetime, cause: str, compiled: _Compiled,
         facts: dict[str, Any], notices: list[Notice], *, scope: str, key: str, episode_id: str | None = None,
         invoice_id: str | None = None, arrangement_id: str | None = None,
     ) -> None:
+        index, rule = compiled.index, compiled.rule
         shown = {name: (_money(value) if isinstance(value, Decimal) else value) for name, value in facts.items()}
         if rule.emit.kind == "handoff":
             trigger = Trigger(event_id=cause, at=now)
@@ -682,17 +774,15 @@ class Engine:
     # ----------------------------------------------------------------- release of waiting notices
 
     def _still_due(self, state: AccountState, platform: PlatformState, pending: Pending, today: date,
-                   zone: ZoneInfo) -> bool:
+                   zone: ZoneInfo, overdue: list[tuple[InvoiceState, date, int]], base: dict[str, Any]) -> bool:
         """A waiting time-rule notice goes only if its reason still holds when the window opens."""
         if pending.scope == "event":
             arrangement = state.arrangements.get(pending.arrangement_id) if pending.arrangement_id else None
             return arrangement is None or arrangement.status == "broken"
         if self._paused(state):
             return False
-        _, rule = self._rules_by_id[pending.rule_id]
-        overdue = self._overdue(state, platform, today, zone)
-        facts = self._rule_facts(rule, state, platform, today, zone, overdue,
-                                 self._facts(state, platform, today, zone, self.currency, overdue))
+        rule = self._compiled_by_id[pending.rule_id]
+        facts = self._rule_facts(rule, state, platform, today, zone, overdue, base)
         if pending.scope == "episode":
             return state.episode is not None and state.episode.episode_id == pending.episode_id and rule.matches(facts)
         invoice = state.invoices.get(pending.invoice_id)
@@ -717,9 +807,11 @@ class Engine:
         zone = self._zone_of(state)
         local = now.astimezone(zone)
         today = local.date()
+        overdue = self._overdue(state, platform, today, zone)
+        base = self._facts(state, platform, today, zone, self.currency, overdue)
         still = []
         for pending in state.pending:
-            if self._still_due(state, platform, pending, today, zone):
+            if self._still_due(state, platform, pending, today, zone, overdue, base):
                 still.append(pending)
             else:
                 self._withdraw(state, pending, now)
@@ -756,7 +848,7 @@ class Engine:
 
     def _channel(self, state: AccountState, pending: Pending) -> str | None:
         """The first channel the rule allows that the customer has not opted out of ('preferred': theirs)."""
-        _, rule = self._rules_by_id[pending.rule_id]
+        rule = self._compiled_by_id[pending.rule_id].rule
         candidates: list[str] = []
         for channel in rule.emit.channels:
             candidates.extend(state.channels if channel == "preferred" else [channel])
@@ -766,11 +858,12 @@ class Engine:
         self, state: AccountState, platform: PlatformState, now: datetime, cause: str, pending: Pending,
         channel: str, notices: list[Notice],
     ) -> None:
-        _, rule = self._rules_by_id[pending.rule_id]
+        compiled = self._compiled_by_id[pending.rule_id]
+        rule = compiled.rule
         sent_on = now.astimezone(self._zone_of(state)).date()
         state.sent_days.append(sent_on)
         episode = state.episode
-        if rule.every_days is not None and episode is not None and episode.episode_id == pending.episode_id:
+        if compiled.every_days is not None and episode is not None and episode.episode_id == pending.episode_id:
             episode.last_fired[rule.id] = sent_on
         notices.append(self._build(
             state, platform, now, cause, kind=pending.kind, rule_id=rule.id, key=pending.key,
