@@ -158,7 +158,7 @@ class Engine:
         self._compiled_by_id = {c.rule.id: c for c in (*self._episode_rules, *self._invoice_rules,
                                                         *(c for group in self._event_rules.values() for c in group))}
         self._lookahead = _invoice_lookahead(ruleset)
-        self._outage_cache: dict[tuple, tuple[date, date, date]] = {}
+        self._outage_cache: dict[tuple[str, int], tuple[dict, int, list[tuple[date, date, date]]]] = {}
 
     # ----------------------------------------------------------------- entry points
 
@@ -278,22 +278,25 @@ class Engine:
     def _zone_of(self, state: AccountState) -> ZoneInfo:
         return _zone(state.timezone or self.default_zone)
 
-    def _outage_days(self, outage: Outage, zone: ZoneInfo) -> tuple[date, date, date]:
-        """An outage's first and last local day and the day due dates inside it move to (cached: hot path)."""
-        key = (outage.start, outage.end, outage.grace_days, zone.key)
-        days = self._outage_cache.get(key)
-        if days is None:
+    def _outage_windows(self, platform: PlatformState, zone: ZoneInfo) -> list[tuple[date, date, date]]:
+        """Each outage's first and last local day and where due dates inside it move (cached: hot path)."""
+        key = (zone.key, id(platform.outages))
+        cached = self._outage_cache.get(key)
+        # The cached entry holds the outages dict itself, so its id cannot be reused while it is cached.
+        if cached is not None and cached[0] is platform.outages and cached[1] == platform.revision:
+            return cached[2]
+        windows = []
+        for outage in platform.outages.values():
             last = outage.end.astimezone(zone).date()
-            days = (outage.start.astimezone(zone).date(), last, last + timedelta(days=outage.grace_days))
-            if len(self._outage_cache) > 4096:
-                self._outage_cache.clear()
-            self._outage_cache[key] = days
-        return days
+            windows.append((outage.start.astimezone(zone).date(), last, last + timedelta(days=outage.grace_days)))
+        if len(self._outage_cache) > 4096:
+            self._outage_cache.clear()
+        self._outage_cache[key] = (platform.outages, platform.revision, windows)
+        return windows
 
     def _shift_for_outages(self, due: date, platform: PlatformState, zone: ZoneInfo) -> date:
         """A due date inside an outage moves to the outage's last local day plus its grace days."""
-        for outage in platform.outages.values():
-            first, last, moved = self._outage_days(outage, zone)
+        for first, last, moved in self._outage_windows(platform, zone):
             if first <= due <= last and moved > due:
                 due = moved
         return due
@@ -615,7 +618,8 @@ class Engine:
 
     def _update_episode(
         self, state: AccountState, platform: PlatformState, now: datetime, cause: str, notices: list[Notice]
-    ) -> None:
+    ) -> list[tuple[InvoiceState, date, int]]:
+        """Starts or ends the delinquency episode; returns the overdue invoices it was judged on."""
         zone = self._zone_of(state)
         today = now.astimezone(zone).date()
         overdue = self._overdue(state, platform, today, zone)
@@ -634,6 +638,7 @@ class Engine:
                 ))
             state.episode = None
             self._journal(state, now, "episode.ended", episode.episode_id, {})
+        return overdue
 
     # ----------------------------------------------------------------- evaluation at a tick
 
@@ -646,9 +651,8 @@ class Engine:
         state.dirty = False
         state.platform_revision = platform.revision
         self._check_arrangements(state, platform, now, today, zone, cause, notices)
-        self._update_episode(state, platform, now, cause, notices)
+        overdue = self._update_episode(state, platform, now, cause, notices)
         if not self._paused(state):
-            overdue = self._overdue(state, platform, today, zone)
             base = self._facts(state, platform, today, zone, self.currency, overdue)
             if state.episode is not None:
                 self._fire_episode_rules(state, platform, now, today, zone, cause, overdue, base, notices)
