@@ -278,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tick-minutes", type=int, default=60, help="clock tick interval (default 60)")
     parser.add_argument("--rules", default=str(ROOT / "rules" / "default.yaml"))
     parser.add_argument("--gc-threshold", metavar="G0[,G1[,G2]]",
-                        help="gc.set_threshold for the timed loop, e.g. 100000,20,100 (default: Python's own)")
+                        help="gc.set_threshold for the timed loop, e.g. 700,10,10 for Python's own "
+                             "(default: the worker's, streams.worker.WORKER_GC_THRESHOLD)")
     parser.add_argument("--profile", action="store_true", help="run under cProfile; print the top 25 by tottime")
     args = parser.parse_args(argv)
     if args.events < 1 or args.accounts < 1:
@@ -296,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
     if args.gc_threshold:
         gc.set_threshold(*(int(part) for part in args.gc_threshold.split(",")))
+    else:
+        from streams.worker import WORKER_GC_THRESHOLD
+
+        gc.set_threshold(*WORKER_GC_THRESHOLD)
     if args.profile:
         profiler = cProfile.Profile()
         result = profiler.runcall(run, lines, engine)
