@@ -240,7 +240,7 @@ class Engine:
             position = positions.get(invoice.currency)
             if position is None:
                 position = positions[invoice.currency] = Position()
-            days = (today - self._effective_due(invoice, platform, zone)).days if self._dunnable(invoice) else 0
+            days = (today - self.effective_due(invoice, platform, zone)).days if self._dunnable(invoice) else 0
             position.open_amount += invoice.balance
             position.aging[aging_bucket(days)] += invoice.balance
             if days >= 1:
@@ -265,7 +265,7 @@ class Engine:
         for invoice in state.invoices.values():
             if not self._dunnable(invoice):
                 continue
-            due = self._effective_due(invoice, platform, zone)
+            due = self.effective_due(invoice, platform, zone)
             for day in (due - timedelta(days=self._lookahead), due + timedelta(days=1)):
                 if day <= tomorrow:
                     return tomorrow
@@ -301,7 +301,7 @@ class Engine:
                 due = moved
         return due
 
-    def _effective_due(self, invoice: InvoiceState, platform: PlatformState, zone: ZoneInfo) -> date:
+    def effective_due(self, invoice: InvoiceState, platform: PlatformState, zone: ZoneInfo) -> date:
         base = invoice.fell_due or invoice.extended_to or invoice.due_date
         if not platform.outages:
             return base
@@ -318,7 +318,7 @@ class Engine:
         overdue = []
         for invoice in state.invoices.values():
             if self._dunnable(invoice):
-                due = self._effective_due(invoice, platform, zone)
+                due = self.effective_due(invoice, platform, zone)
                 days = (today - due).days
                 if days >= 1:
                     overdue.append((invoice, due, days))
@@ -696,7 +696,7 @@ class Engine:
         for invoice in list(state.invoices.values()):
             if not self._dunnable(invoice):
                 continue
-            until_due = (self._effective_due(invoice, platform, zone) - today).days
+            until_due = (self.effective_due(invoice, platform, zone) - today).days
             if until_due < 0 or (self._lookahead is not None and until_due > self._lookahead):
                 continue
             due = []
@@ -792,7 +792,7 @@ class Engine:
         invoice = state.invoices.get(pending.invoice_id)
         if invoice is None or not self._dunnable(invoice):
             return False
-        return rule.matches({**facts, "days_until_due": (self._effective_due(invoice, platform, zone) - today).days})
+        return rule.matches({**facts, "days_until_due": (self.effective_due(invoice, platform, zone) - today).days})
 
     def _withdraw(self, state: AccountState, pending: Pending, now: datetime) -> None:
         if pending.scope == "episode" and state.episode is not None and state.episode.episode_id == pending.episode_id:
@@ -886,7 +886,7 @@ class Engine:
         today = now.astimezone(zone).date()
         invoice = state.invoices.get(invoice_id) if invoice_id else None
         if invoice is not None:
-            chosen = [(invoice, self._effective_due(invoice, platform, zone))]
+            chosen = [(invoice, self.effective_due(invoice, platform, zone))]
         else:
             chosen = [(inv, due) for inv, due, _ in self._overdue(state, platform, today, zone)]
         return [

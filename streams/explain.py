@@ -20,7 +20,7 @@ def account_report(engine: Engine, state: AccountState, platform: PlatformState,
     today = at.astimezone(zone).date()
     invoices = []
     for invoice in state.invoices.values():
-        due = engine._effective_due(invoice, platform, zone)
+        due = engine.effective_due(invoice, platform, zone)
         invoices.append({
             "invoice_id": invoice.invoice_id, "currency": invoice.currency, "amount": str(invoice.amount),
             "paid": str(invoice.paid), "balance": str(invoice.balance), "status": invoice.status,
