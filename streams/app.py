@@ -89,7 +89,9 @@ def create_app(settings: Settings, engine: Engine) -> faust.App:
         except Exception:  # noqa: BLE001 - no consumer yet (starting up): nothing is owned
             return set()
 
-    metrics = WorkerMetrics(engine.version, lambda: processor.portfolio(owned_partitions(), platforms, scan))
+    tables = {"restored": False}  # until Faust says its tables are restored after a rebalance
+    metrics = WorkerMetrics(engine.version, lambda: processor.portfolio(
+        owned_partitions(), platforms, scan, ready=tables["restored"]))
 
     def scan():
         for key, value in accounts.items():
@@ -128,7 +130,13 @@ def create_app(settings: Settings, engine: Engine) -> faust.App:
 
     @app.on_partitions_revoked.connect
     async def forget(app: faust.App, revoked, **kwargs) -> None:  # noqa: ARG001 - Faust's signal signature
+        tables["restored"] = False
         processor.forget_partitions()
+
+    @app.on_rebalance_complete.connect
+    async def restored(app: faust.App, **kwargs) -> None:  # noqa: ARG001 - sent once recovery is done
+        processor.forget_partitions()
+        tables["restored"] = True
 
     if settings.clock_enabled:
         @app.timer(interval=settings.tick_interval, on_leader=True, name="dunning-clock")
@@ -160,9 +168,10 @@ def create_app(settings: Settings, engine: Engine) -> faust.App:
         owned = owned_partitions()
         lags = []
         for tp in sorted(app.consumer.assignment() if owned else ()):
-            if tp.topic in settings.topic.inputs:
+            highwater = app.consumer.highwater(tp) if tp.topic in settings.topic.inputs else None
+            if highwater is not None:  # unknown for a moment after a rebalance
                 position = await app.consumer.position(tp)
-                lags.append((tp.topic, tp.partition, max(0, app.consumer.highwater(tp) - (position or 0))))
+                lags.append((tp.topic, tp.partition, max(0, highwater - (position or 0))))
         metrics.set_runtime(lags, len(owned), processor.last_tick(owned, platforms))
         return web.bytes(metrics.exposition(), content_type="text/plain; version=0.0.4")
 

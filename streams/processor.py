@@ -116,6 +116,7 @@ class Processor:
         self._platforms: dict[int, PlatformState] = {}
         self._positions: dict[str, dict[str, Position]] | None = None  # account -> its last standing
         self._totals: dict[int, dict[str, dict[str, Decimal]]] = {}  # partition -> currency -> figure -> sum
+        self._covered: set[int] = set()  # partitions the figures were built for
 
     # ----------------------------------------------------------------- batch lifecycle
 
@@ -286,11 +287,15 @@ class Processor:
         if new:
             self._positions[account_id] = new
 
-    def portfolio(self, partitions: Iterable[int], platforms: Store, scan: Scan
+    def portfolio(self, partitions: Iterable[int], platforms: Store, scan: Scan, ready: bool = True
                   ) -> dict[str, dict[str, Decimal]]:
-        """Sums over the given partitions: per currency, accounts and amounts open and overdue, and aging."""
-        if self._positions is None:
-            self._positions, self._totals = {}, {}
+        """Sums over the given partitions: per currency, accounts and amounts open and overdue, and aging.
+
+        Figures are rebuilt from the tables when partitions arrived that they do not cover yet, once `ready`
+        says the tables have been restored."""
+        partitions = set(partitions)
+        if ready and (self._positions is None or not partitions <= self._covered):
+            self._positions, self._totals, self._covered = {}, {}, partitions
             current = {key: (state, source.partition) for key, (state, source, _) in self._states.items()}
             stored = ((key, (decode_account(raw), account_header(raw)[0])) for key, raw in scan() if key not in current)
             for key, (state, partition) in [*current.items(), *stored]:
