@@ -424,22 +424,14 @@ def to_jsonl_bytes(events: Iterable[dict[str, Any]]) -> list[bytes]:
     return [(dumps(event) + "\n").encode() for event in events]
 
 
-def _aware(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an RFC 3339 time") from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; write e.g. 2026-11-01T00:00:00+08:00")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
+    from streams.cli import aware_time
+
     parser = argparse.ArgumentParser(prog="python -m streams.generate",
                                      description="Write a deterministic synthetic billing event stream as JSONL.")
     parser.add_argument("--accounts", type=int, default=300)
     parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--start", type=_aware, default=_aware("2026-11-01T00:00:00+08:00"),
+    parser.add_argument("--start", type=aware_time, default=aware_time("2026-11-01T00:00:00+08:00"),
                         help="aware RFC 3339 start time (default 2026-11-01T00:00:00+08:00)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--output", "-o", help="file to write (default: standard output)")
