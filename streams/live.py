@@ -76,27 +76,39 @@ async def publish(settings: Settings, events: list[InputEvent], every: timedelta
                   settle: bool, out: TextIO = sys.stdout) -> int:
     """Sends events to their topics keyed by account (ticks and outages to every clock partition).
 
-    With settle, waits before each tick until the worker has consumed everything sent so far, so the live
-    order of events and ticks is the simulator's (topics are otherwise consumed in no fixed order)."""
+    With settle, keeps the simulator's order although topics are consumed in no fixed order: before a tick it
+    waits until the worker has consumed the events sent so far, before an event until it has consumed the
+    ticks sent so far, and before an account's event on another topic than its previous unsettled one (an
+    invoice, then its payment) until that one is consumed."""
     producer = AIOKafkaProducer(**settings.kafka_client_options(), acks="all", enable_idempotence=True)
     await producer.start()
-    sent, unsettled = 0, False
+    sent = 0
+    ticks_unsettled = False
+    events_unsettled: dict[str, str] = {}  # account -> topic of its events sent since the last wait
     try:
         async with GroupWatcher(settings) as watcher:
+
+            async def wait() -> None:
+                nonlocal ticks_unsettled
+                await producer.flush()
+                await watcher.wait()
+                ticks_unsettled = False
+                events_unsettled.clear()
+
             for event in with_ticks(events, every, until):
                 value = event.model_dump_json(exclude_none=True).encode()
                 topic = settings.topic.for_event_type(event.type)
                 if event.account_id == PLATFORM_ACCOUNT:
-                    if settle and unsettled:
-                        # Ticks follow each other in order on the clock topic; only other topics need waiting for.
-                        await producer.flush()
-                        await watcher.wait()
-                        unsettled = False
+                    if settle and events_unsettled:
+                        await wait()  # ticks follow each other in order on the clock topic: no wait between them
                     await asyncio.gather(*[await producer.send(topic, value, key=b"*", partition=p)
                                            for p in range(settings.partitions)])
+                    ticks_unsettled = True
                 else:
+                    if settle and (ticks_unsettled or events_unsettled.get(event.account_id, topic) != topic):
+                        await wait()
                     await producer.send(topic, value, key=event.account_id.encode())
-                    unsettled = True
+                    events_unsettled[event.account_id] = topic
                 sent += 1
             await producer.flush()
     finally:
