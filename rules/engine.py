@@ -53,7 +53,6 @@ CASE_FILE_LIMIT = 50
 WEEK_DAYS = 7
 # Urgent notices go before reminders when limits leave too little room.
 _KIND_PRIORITY = {"urgent_notice": 0, "reminder": 1}
-NO_WAKEUP = None
 
 
 @lru_cache(maxsize=1024)
@@ -224,7 +223,7 @@ class Engine:
             if opening <= since:
                 opening = datetime.combine(local.date() + timedelta(days=1), window.start, tzinfo=zone)
             candidates.append(opening)
-        return min(candidates) if candidates else NO_WAKEUP
+        return min(candidates) if candidates else None
 
     def portfolio(self, state: AccountState, platform: PlatformState, at: datetime) -> dict[str, Position]:
         """The account's standing per currency at `at`, for portfolio metrics and aging reports.

@@ -1,7 +1,7 @@
 """Output: the notices the engine issues. They carry ids and amounts, never addresses or names."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -74,6 +74,3 @@ class Notice(_Contract):
 
 notice_adapter: TypeAdapter[Notice] = TypeAdapter(Notice)
 
-
-def as_plain(notice: Notice) -> dict[str, Any]:
-    return notice.model_dump(mode="json", exclude_none=True)

@@ -50,11 +50,6 @@ class GroupWatcher:
             await asyncio.sleep(0.05)
 
 
-async def wait_for_group(settings: Settings, timeout: float = 120.0) -> None:
-    async with GroupWatcher(settings) as watcher:
-        await watcher.wait(timeout)
-
-
 def with_ticks(events: list[InputEvent], every: timedelta | None, until: datetime | None) -> Iterable[InputEvent]:
     """The simulator's schedule: ticks from the first event's time; ticks at or before an event come first."""
     next_tick = None
