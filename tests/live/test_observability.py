@@ -93,11 +93,12 @@ def start_prometheus(tmp_path: Path, targets: list[int]) -> tuple[subprocess.Pop
 
 
 def answers(port: int, promql: str) -> list[dict]:
-    """The query's result, or nothing while the server is still starting."""
+    """The query's result, or nothing while the server is still starting (refused, or 503 until it is ready)."""
     try:
-        return query(port, promql)
+        status, body = get(f"http://127.0.0.1:{port}/api/v1/query?query={urllib.parse.quote(promql)}")
     except OSError:
         return []
+    return json.loads(body)["data"]["result"] if status == 200 else []
 
 
 def query(port: int, promql: str) -> list[dict]:
