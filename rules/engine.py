@@ -50,6 +50,7 @@ from schemas.events import (
 from schemas.notices import CaseEntry, CaseFile, InvoiceConcerned, Notice, Trigger
 
 CASE_FILE_LIMIT = 50
+_AT_ONCE = datetime.min.replace(tzinfo=ZoneInfo("UTC"))  # a wakeup any tick satisfies
 WEEK_DAYS = 7
 # Urgent notices go before reminders when limits leave too little room.
 _KIND_PRIORITY = {"urgent_notice": 0, "reminder": 1}
@@ -211,7 +212,7 @@ class Engine:
         """
         since = state.evaluated_until
         if since is None or state.dirty or state.platform_revision != platform.revision:
-            return datetime.min.replace(tzinfo=ZoneInfo("UTC"))
+            return _AT_ONCE
         zone = self._zone_of(state)
         local = since.astimezone(zone)
         tomorrow = local.date() + timedelta(days=1)

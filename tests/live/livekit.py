@@ -27,6 +27,7 @@ from rules.simulator import Simulation
 from rules.state import AccountState, dump_account
 from schemas.events import PLATFORM_ACCOUNT, InputEvent, parse_event, tick
 from schemas.notices import Notice
+from streams.generate import generate, to_jsonl_bytes
 from streams.live import group_caught_up, with_ticks
 from streams.settings import DEFAULT_RULES, Settings, TopicNames
 
@@ -380,6 +381,14 @@ class Item:
 
 def items_from_lines(lines: Iterable[bytes]) -> list[Item]:
     return [Item(parse_event(line), line.strip()) for line in lines if line.strip()]
+
+
+WORKLOAD_START = datetime.fromisoformat("2026-11-01T09:00:00+08:00")
+
+
+def generated(accounts: int, days: int, seed: int) -> list[Item]:
+    """A generated billing stream (streams.generate) from WORKLOAD_START, as items to publish."""
+    return items_from_lines(to_jsonl_bytes(generate(accounts, days, WORKLOAD_START, seed)))
 
 
 def tick_item(at: datetime) -> Item:

@@ -2,14 +2,15 @@
 of the simulator is there (read_committed), and any notice sent twice is the same notice both times."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from livekit import (
+    WORKLOAD_START,
+    generated,
     compare_notices,
     compare_states,
     eventually,
-    items_from_lines,
     notices_by_phase,
     phases,
     schedule,
@@ -18,18 +19,17 @@ from livekit import (
     stored_accounts,
 )
 
-from streams.generate import generate, to_jsonl_bytes
 
 pytestmark = pytest.mark.broker
 
-START = datetime.fromisoformat("2026-11-01T09:00:00+08:00")
+START = WORKLOAD_START
 ACCOUNTS, DAYS, EXTRA_DAYS, SEED = 30, 10, 25, 11
 EVERY = timedelta(days=1)
 
 
 @pytest.mark.live_namespace(commit_interval=0.5)  # commits rarely enough that a kill lands before one
 def test_sigkill_mid_run_loses_no_notice(namespace, workers, kcat, probe, publisher):
-    items = items_from_lines(to_jsonl_bytes(generate(ACCOUNTS, DAYS, START, SEED)))
+    items = generated(ACCOUNTS, DAYS, SEED)
     until = START + timedelta(days=DAYS + EXTRA_DAYS)
     plan = split_ticks(phases(schedule(items, EVERY, until), namespace.topics), 6)
     simulation = simulate(items, EVERY, until)

@@ -7,10 +7,11 @@ from datetime import datetime, timedelta
 
 import pytest
 from livekit import (
+    WORKLOAD_START,
+    generated,
     Item,
     compare_notices,
     compare_states,
-    items_from_lines,
     phases,
     schedule,
     simulate,
@@ -20,12 +21,11 @@ from livekit import (
 )
 
 from schemas.events import parse_event
-from streams.generate import generate, to_jsonl_bytes
 from streams.processor import partition_for
 
 pytestmark = pytest.mark.broker
 
-START = datetime.fromisoformat("2026-11-01T09:00:00+08:00")
+START = WORKLOAD_START
 # 30 accounts for 40 days, then 10 more days: 1200 hourly ticks in ~300 phases. Each phase waits for the group
 # to commit, so the worker commits every 0.1 s here (1 s by default).
 ACCOUNTS, DAYS, EXTRA_DAYS, SEED = 30, 40, 10, 7
@@ -34,7 +34,7 @@ EVERY = timedelta(hours=1)
 
 @pytest.mark.live_namespace(commit_interval=0.1)
 def test_generated_workload_gives_the_simulators_notices(namespace, workers, kcat, probe, publisher):
-    items = items_from_lines(to_jsonl_bytes(generate(ACCOUNTS, DAYS, START, SEED)))
+    items = generated(ACCOUNTS, DAYS, SEED)
     until = START + timedelta(days=DAYS + EXTRA_DAYS)
     plan = phases(schedule(items, EVERY, until), namespace.topics)
     simulation = simulate(items, EVERY, until)

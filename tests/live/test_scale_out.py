@@ -3,13 +3,14 @@ partitions over with their state restored from the changelog, and the notices ar
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from livekit import (
+    WORKLOAD_START,
+    generated,
     compare_notices,
     compare_states,
-    items_from_lines,
     notices_by_phase,
     phases,
     schedule,
@@ -19,19 +20,18 @@ from livekit import (
     wait_assignment,
 )
 
-from streams.generate import generate, to_jsonl_bytes
 from streams.processor import partition_for
 
 pytestmark = pytest.mark.broker
 
-START = datetime.fromisoformat("2026-11-01T09:00:00+08:00")
+START = WORKLOAD_START
 ACCOUNTS, DAYS, EXTRA_DAYS, SEED = 30, 10, 25, 13
 EVERY = timedelta(days=1)
 
 
 @pytest.mark.live_namespace(commit_interval=0.1)
 def test_two_workers_split_the_partitions_and_take_over(namespace, workers, kcat, probe, publisher):
-    items = items_from_lines(to_jsonl_bytes(generate(ACCOUNTS, DAYS, START, SEED)))
+    items = generated(ACCOUNTS, DAYS, SEED)
     plan = split_ticks(phases(schedule(items, EVERY, START + timedelta(days=DAYS + EXTRA_DAYS)), namespace.topics), 4)
     released = notices_by_phase(plan)
     # the last account event comes before the ticks that release most notices: cut the run there

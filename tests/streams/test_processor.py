@@ -112,7 +112,7 @@ def test_the_worker_path_gives_the_simulators_notices_whatever_the_batch_size(ba
     assert len(expected) > 30
 
 
-def test_state_is_written_once_per_account_per_batch_and_survives_a_restart():
+def test_a_new_worker_continues_from_the_tables_alone():
     events = scenario_events()
     until = events[-1].occurred_at + timedelta(days=30)
     sources = list(messages(events, timedelta(hours=1), until))
