@@ -16,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from rules.model import Ruleset
+from schemas.types import readable
 
 Location = tuple[Any, ...]
 
@@ -112,7 +113,7 @@ _FIELD_PREFIX = re.compile(r"^([a-z_]+(?:\.(?:[a-z_]+|\d+))*): (.*)$", re.S)
 
 def _describe(error: dict[str, Any], document: _Document, source: str) -> str:
     loc: Location = tuple(error["loc"])
-    message = error["msg"].removeprefix("Value error, ")
+    message = readable(error)
     # Whole-rule validators name the field they object to as a "field.path: " prefix.
     prefixed = _FIELD_PREFIX.match(message)
     if prefixed:

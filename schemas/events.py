@@ -9,7 +9,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from schemas.types import Amount, Currency, Day, PositiveAmount, TimeZoneName, Timestamp
+from schemas.types import Amount, Currency, Day, PositiveAmount, TimeZoneName, Timestamp, readable
 
 FailureReason = Literal["insufficient_funds", "invalid_payment_method", "system_error", "other"]
 RiskTier = Literal["low", "standard", "high"]
@@ -191,6 +191,7 @@ EVENT_TYPES: tuple[str, ...] = (
 )
 
 input_event_adapter: TypeAdapter[InputEvent] = TypeAdapter(InputEvent)
+_validate_json = input_event_adapter.validator.validate_json  # TypeAdapter's own wrapper costs a tenth of a decode
 
 
 def describe_errors(error: ValidationError) -> list[str]:
@@ -198,13 +199,13 @@ def describe_errors(error: ValidationError) -> list[str]:
     lines = []
     for item in error.errors():
         where = ".".join(str(p) for p in item["loc"] if not str(p).startswith(("function-", "tagged-union")))
-        lines.append(f"{where or 'event'}: {item['msg'].removeprefix('Value error, ')}")
+        lines.append(f"{where or 'event'}: {readable(item)}")
     return lines
 
 
 def parse_event(raw: bytes | str) -> InputEvent:
     """Decodes and validates one JSON event; raises pydantic.ValidationError on bad input."""
-    return input_event_adapter.validate_json(raw)
+    return _validate_json(raw)
 
 
 def tick(at: Timestamp, account_id: str = PLATFORM_ACCOUNT) -> ClockTick:
