@@ -82,6 +82,23 @@ class Position:
     aging: dict[str, Decimal] = field(default_factory=lambda: dict.fromkeys(AGING_BUCKETS, ZERO))
 
 
+Overdue = list[tuple[InvoiceState, date, int]]  # (invoice, effective due date, days past due)
+
+
+class _Moment:
+    """One account at one instant, as every decision of one evaluation sees it, worked out once.
+
+    Built after the balances have changed (event applied, arrangements judged); nothing after that point
+    changes which invoices are overdue, so the decisions, the notices and their facts all share it."""
+
+    __slots__ = ("platform", "now", "zone", "local", "today", "overdue", "base")
+
+    def __init__(self, platform: PlatformState, now: datetime, zone: ZoneInfo, local: datetime, overdue: Overdue):
+        self.platform, self.now, self.zone, self.local, self.today = platform, now, zone, local, local.date()
+        self.overdue = overdue
+        self.base: dict[str, Any] | None = None  # the facts in the ruleset's currency, once asked for
+
+
 class _Compiled:
     """A rule with what the engine reads on every evaluation held in plain slots."""
 
@@ -136,6 +153,14 @@ def notice_id(account_id: str, key: str) -> str:
     return "n-" + hashlib.sha256(f"{account_id}\x1f{key}".encode()).hexdigest()[:32]
 
 
+def _shifted(due: date, outage_windows: list[tuple[date, date, date]]) -> date:
+    """A due date inside an outage moves to the outage's last local day plus its grace days."""
+    for first, last, moved in outage_windows:
+        if first <= due <= last and moved > due:
+            due = moved
+    return due
+
+
 def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), tzinfo=zone)
 
@@ -158,6 +183,15 @@ class Engine:
         self._compiled_by_id = {c.rule.id: c for c in (*self._episode_rules, *self._invoice_rules,
                                                         *(c for group in self._event_rules.values() for c in group))}
         self._lookahead = _invoice_lookahead(ruleset)
+        # Each input event type's effect on the balances; returns the journal detail ("ignored" when moot).
+        self._appliers = {
+            InvoiceIssued: self._invoice_issued, InvoiceAdjusted: self._invoice_adjusted,
+            InvoiceCancelled: self._invoice_cancelled, PaymentReceived: self._payment_received,
+            PaymentFailed: self._payment_failed, ExtensionAgreed: self._arrangement_agreed,
+            PromiseToPayAgreed: self._arrangement_agreed, InstallmentsAgreed: self._arrangement_agreed,
+            ArrangementCancelled: self._arrangement_cancelled, DisputeOpened: self._dispute,
+            DisputeResolved: self._dispute, AccountUpdated: self._account_updated,
+        }
         self._outage_cache: dict[tuple[str, int], tuple[dict, int, list[tuple[date, date, date]]]] = {}
 
     # ----------------------------------------------------------------- entry points
@@ -198,9 +232,14 @@ class Engine:
             del state.seen[next(iter(state.seen))]
         now = event.occurred_at if platform.clock is None else max(platform.clock, event.occurred_at)
         state.dirty = True
-        self._apply(state, platform, event, now, notices)
-        self._update_episode(state, platform, now, event.event_id, notices)
-        self._release(state, platform, now, event.event_id, notices)
+        detail = self._appliers[type(event)](state, platform, event, now)
+        self._journal(state, event.occurred_at, event.type, event.event_id, detail)
+        moment = self._moment(state, platform, now)
+        if "ignored" not in detail and event.type in self._event_rules:
+            self._fire_event_rules(state, platform, moment, event.type, event.event_id, self._event_facts(event),
+                                   notices, invoice_id=event.__dict__.get("invoice_id"))
+        self._update_episode(state, platform, moment, event.event_id, notices)
+        self._release(state, platform, moment, event.event_id, notices)
         return state, notices
 
     def wakeup(self, state: AccountState, platform: PlatformState) -> datetime | None:
@@ -295,44 +334,44 @@ class Engine:
         return windows
 
     def _shift_for_outages(self, due: date, platform: PlatformState, zone: ZoneInfo) -> date:
-        """A due date inside an outage moves to the outage's last local day plus its grace days."""
-        for first, last, moved in self._outage_windows(platform, zone):
-            if first <= due <= last and moved > due:
-                due = moved
-        return due
+        return _shifted(due, self._outage_windows(platform, zone)) if platform.outages else due
 
     def effective_due(self, invoice: InvoiceState, platform: PlatformState, zone: ZoneInfo) -> date:
-        base = invoice.fell_due or invoice.extended_to or invoice.due_date
-        if not platform.outages:
-            return base
-        return self._shift_for_outages(base, platform, zone)
+        return self._shift_for_outages(invoice.fell_due or invoice.extended_to or invoice.due_date, platform, zone)
 
     @staticmethod
     def _dunnable(invoice: InvoiceState) -> bool:
         """Open, undisputed, owing money, and not carried by an installment plan in good standing."""
         return invoice.status == "open" and not invoice.disputed and invoice.plan_id is None and invoice.balance > ZERO
 
-    def _overdue(
-        self, state: AccountState, platform: PlatformState, today: date, zone: ZoneInfo
-    ) -> list[tuple[InvoiceState, date, int]]:
+    def _overdue(self, state: AccountState, platform: PlatformState, today: date, zone: ZoneInfo) -> Overdue:
+        # The hot loop of every evaluation: _dunnable and effective_due written out.
+        windows = self._outage_windows(platform, zone) if platform.outages else ()
         overdue = []
         for invoice in state.invoices.values():
-            if self._dunnable(invoice):
-                due = self.effective_due(invoice, platform, zone)
-                days = (today - due).days
-                if days >= 1:
-                    overdue.append((invoice, due, days))
+            if invoice.status != "open" or invoice.disputed or invoice.plan_id is not None:
+                continue
+            if invoice.amount <= invoice.paid:
+                continue
+            due = invoice.fell_due or invoice.extended_to or invoice.due_date
+            if windows:
+                due = _shifted(due, windows)
+            days = (today - due).days
+            if days >= 1:
+                overdue.append((invoice, due, days))
         return overdue
 
-    def _facts(
-        self,
-        state: AccountState,
-        platform: PlatformState,
-        today: date,
-        zone: ZoneInfo,
-        currency: str,
-        overdue: list[tuple[InvoiceState, date, int]],
-    ) -> dict[str, Any]:
+    def _moment(self, state: AccountState, platform: PlatformState, now: datetime) -> _Moment:
+        zone = self._zone_of(state)
+        local = now.astimezone(zone)
+        return _Moment(platform, now, zone, local, self._overdue(state, platform, local.date(), zone))
+
+    def _base_facts(self, state: AccountState, moment: _Moment) -> dict[str, Any]:
+        if moment.base is None:
+            moment.base = self._facts(state, moment.overdue, self.currency)
+        return moment.base
+
+    def _facts(self, state: AccountState, overdue: Overdue, currency: str) -> dict[str, Any]:
         open_balance = sum(
             (inv.balance for inv in state.invoices.values()
              if inv.status == "open" and not inv.disputed and inv.currency == currency),
@@ -361,105 +400,120 @@ class Engine:
         """A promise to pay pauses time rules while it stands."""
         return any(a.kind == "promise_to_pay" and a.status == "active" for a in state.arrangements.values())
 
-    def _rule_facts(
-        self, rule: Rule, state: AccountState, platform: PlatformState, today: date, zone: ZoneInfo,
-        overdue: list[tuple[InvoiceState, date, int]], base: dict[str, Any],
-    ) -> dict[str, Any]:
+    def _rule_facts(self, rule: _Compiled, state: AccountState, moment: _Moment) -> dict[str, Any]:
         if rule.currency is None or rule.currency == self.currency:
-            return base
-        return self._facts(state, platform, today, zone, rule.currency, overdue)
+            return self._base_facts(state, moment)
+        return self._facts(state, moment.overdue, rule.currency)
 
     # ----------------------------------------------------------------- events
 
-    def _apply(
-        self, state: AccountState, platform: PlatformState, event: InputEvent, now: datetime, notices: list[Notice]
-    ) -> None:
+    def _invoice_issued(self, state: AccountState, platform: PlatformState, event: InvoiceIssued,
+                        now: datetime) -> dict[str, str]:
+        detail = {"invoice_id": event.invoice_id, "amount": _money(event.amount), "currency": event.currency,
+                  "due_date": event.due_date.isoformat()}
+        if event.invoice_id in state.invoices:
+            detail["ignored"] = "invoice already known"
+            return detail
+        invoice = InvoiceState(event.invoice_id, event.currency, event.amount, ZERO, event.due_date, event.occurred_at)
+        state.invoices[event.invoice_id] = invoice
+        credit = state.credit.pop(event.currency, ZERO)
+        if credit:
+            self._allocate(state, event.currency, credit, event.invoice_id)
+        self._close_if_settled(invoice)
+        return detail
+
+    def _invoice_adjusted(self, state: AccountState, platform: PlatformState, event: InvoiceAdjusted,
+                          now: datetime) -> dict[str, str]:
+        detail = {"invoice_id": event.invoice_id, "amount": _money(event.amount)}
+        invoice = state.invoices.get(event.invoice_id)
+        if invoice is None or invoice.status == "cancelled":
+            detail["ignored"] = "unknown or cancelled invoice"
+            return detail
+        invoice.amount = event.amount
+        if invoice.paid > invoice.amount:
+            excess = invoice.paid - invoice.amount
+            invoice.paid = invoice.amount
+            self._allocate(state, invoice.currency, excess, None)
+        if invoice.balance > ZERO:
+            invoice.status = "open"
+        self._close_if_settled(invoice)
+        return detail
+
+    def _invoice_cancelled(self, state: AccountState, platform: PlatformState, event: InvoiceCancelled,
+                           now: datetime) -> dict[str, str]:
+        detail = {"invoice_id": event.invoice_id}
+        invoice = state.invoices.get(event.invoice_id)
+        if invoice is None or invoice.status == "cancelled":
+            detail["ignored"] = "unknown or already cancelled invoice"
+            return detail
+        invoice.status = "cancelled"
+        refund, invoice.paid = invoice.paid, ZERO
+        if refund:
+            self._allocate(state, invoice.currency, refund, None)
+        return detail
+
+    def _payment_received(self, state: AccountState, platform: PlatformState, event: PaymentReceived,
+                          now: datetime) -> dict[str, str]:
+        detail = {"payment_id": event.payment_id, "amount": _money(event.amount), "currency": event.currency}
+        if event.invoice_id:
+            detail["invoice_id"] = event.invoice_id
+        if event.payment_id in state.payments:
+            detail["ignored"] = "payment already recorded"
+            return detail
+        state.payments[event.payment_id] = PaymentRecord(event.currency, event.amount, event.occurred_at)
+        self._allocate(state, event.currency, event.amount, event.invoice_id)
+        self._rejudge_promises(state, platform, event, now)
+        return detail
+
+    def _payment_failed(self, state: AccountState, platform: PlatformState, event: PaymentFailed,
+                        now: datetime) -> dict[str, str]:
+        return {"payment_id": event.payment_id, "amount": _money(event.amount), "currency": event.currency,
+                "reason": event.reason}
+
+    def _arrangement_agreed(self, state: AccountState, platform: PlatformState,
+                            event: ExtensionAgreed | PromiseToPayAgreed | InstallmentsAgreed,
+                            now: datetime) -> dict[str, str]:
+        detail = {"arrangement_id": event.arrangement_id, "kind": event.kind}
+        if event.arrangement_id in state.arrangements:
+            detail["ignored"] = "arrangement already known"
+        else:
+            self._agree(state, event)
+        return detail
+
+    def _arrangement_cancelled(self, state: AccountState, platform: PlatformState, event: ArrangementCancelled,
+                               now: datetime) -> dict[str, str]:
+        detail = {"arrangement_id": event.arrangement_id}
+        arrangement = state.arrangements.get(event.arrangement_id)
+        if arrangement is None or arrangement.status != "active":
+            detail["ignored"] = "no such active arrangement"
+        else:
+            self._end_arrangement(state, arrangement, "cancelled", event.occurred_at)
+        return detail
+
+    def _dispute(self, state: AccountState, platform: PlatformState, event: DisputeOpened | DisputeResolved,
+                 now: datetime) -> dict[str, str]:
+        detail = {"invoice_id": event.invoice_id}
+        invoice = state.invoices.get(event.invoice_id)
+        if invoice is None:
+            detail["ignored"] = "unknown invoice"
+        else:
+            invoice.disputed = isinstance(event, DisputeOpened)
+        return detail
+
+    def _account_updated(self, state: AccountState, platform: PlatformState, event: AccountUpdated,
+                         now: datetime) -> dict[str, str]:
         detail: dict[str, str] = {}
-        if isinstance(event, InvoiceIssued):
-            detail = {"invoice_id": event.invoice_id, "amount": _money(event.amount), "currency": event.currency,
-                      "due_date": event.due_date.isoformat()}
-            if event.invoice_id not in state.invoices:
-                invoice = InvoiceState(event.invoice_id, event.currency, event.amount, ZERO, event.due_date,
-                                       event.occurred_at)
-                state.invoices[event.invoice_id] = invoice
-                credit = state.credit.pop(event.currency, ZERO)
-                if credit:
-                    self._allocate(state, event.currency, credit, event.invoice_id)
-                self._close_if_settled(invoice)
-            else:
-                detail["ignored"] = "invoice already known"
-        elif isinstance(event, InvoiceAdjusted):
-            detail = {"invoice_id": event.invoice_id, "amount": _money(event.amount)}
-            invoice = state.invoices.get(event.invoice_id)
-            if invoice is None or invoice.status == "cancelled":
-                detail["ignored"] = "unknown or cancelled invoice"
-            else:
-                invoice.amount = event.amount
-                if invoice.paid > invoice.amount:
-                    excess = invoice.paid - invoice.amount
-                    invoice.paid = invoice.amount
-                    self._allocate(state, invoice.currency, excess, None)
-                if invoice.balance > ZERO:
-                    invoice.status = "open"
-                self._close_if_settled(invoice)
-        elif isinstance(event, InvoiceCancelled):
-            detail = {"invoice_id": event.invoice_id}
-            invoice = state.invoices.get(event.invoice_id)
-            if invoice is None or invoice.status == "cancelled":
-                detail["ignored"] = "unknown or already cancelled invoice"
-            else:
-                invoice.status = "cancelled"
-                refund, invoice.paid = invoice.paid, ZERO
-                if refund:
-                    self._allocate(state, invoice.currency, refund, None)
-        elif isinstance(event, PaymentReceived):
-            detail = {"payment_id": event.payment_id, "amount": _money(event.amount), "currency": event.currency}
-            if event.invoice_id:
-                detail["invoice_id"] = event.invoice_id
-            if event.payment_id in state.payments:
-                detail["ignored"] = "payment already recorded"
-            else:
-                state.payments[event.payment_id] = PaymentRecord(event.currency, event.amount, event.occurred_at)
-                self._allocate(state, event.currency, event.amount, event.invoice_id)
-                self._rejudge_promises(state, platform, event, now)
-        elif isinstance(event, PaymentFailed):
-            detail = {"payment_id": event.payment_id, "amount": _money(event.amount), "currency": event.currency,
-                      "reason": event.reason}
-        elif isinstance(event, (ExtensionAgreed, PromiseToPayAgreed, InstallmentsAgreed)):
-            detail = {"arrangement_id": event.arrangement_id, "kind": event.kind}
-            if event.arrangement_id in state.arrangements:
-                detail["ignored"] = "arrangement already known"
-            else:
-                self._agree(state, event)
-        elif isinstance(event, ArrangementCancelled):
-            detail = {"arrangement_id": event.arrangement_id}
-            arrangement = state.arrangements.get(event.arrangement_id)
-            if arrangement is None or arrangement.status != "active":
-                detail["ignored"] = "no such active arrangement"
-            else:
-                self._end_arrangement(state, arrangement, "cancelled", event.occurred_at)
-        elif isinstance(event, (DisputeOpened, DisputeResolved)):
-            detail = {"invoice_id": event.invoice_id}
-            invoice = state.invoices.get(event.invoice_id)
-            if invoice is None:
-                detail["ignored"] = "unknown invoice"
-            else:
-                invoice.disputed = isinstance(event, DisputeOpened)
-        elif isinstance(event, AccountUpdated):
-            if event.risk_tier is not None:
-                state.risk_tier = detail["risk_tier"] = event.risk_tier
-            if event.timezone is not None:
-                state.timezone = detail["timezone"] = event.timezone
-            if event.channels is not None:
-                state.channels = list(event.channels)
-                detail["channels"] = ",".join(event.channels)
-            if event.opted_out_channels is not None:
-                state.opted_out = list(event.opted_out_channels)
-                detail["opted_out_channels"] = ",".join(event.opted_out_channels)
-        self._journal(state, event.occurred_at, event.type, event.event_id, detail)
-        if "ignored" not in detail:
-            self._fire_event_rules(state, platform, event.type, event.event_id, now, self._event_facts(event),
-                                   notices, invoice_id=event.__dict__.get("invoice_id"))
+        if event.risk_tier is not None:
+            state.risk_tier = detail["risk_tier"] = event.risk_tier
+        if event.timezone is not None:
+            state.timezone = detail["timezone"] = event.timezone
+        if event.channels is not None:
+            state.channels = list(event.channels)
+            detail["channels"] = ",".join(event.channels)
+        if event.opted_out_channels is not None:
+            state.opted_out = list(event.opted_out_channels)
+            detail["opted_out_channels"] = ",".join(event.opted_out_channels)
+        return detail
 
     def _event_facts(self, event: InputEvent) -> dict[str, Any]:
         facts: dict[str, Any] = {}
@@ -575,8 +629,8 @@ class Engine:
                 self._journal(state, now, f"decision.arrangement_{verdict}", arrangement.arrangement_id,
                               {"kind": arrangement.kind})
                 if verdict == "broken":
-                    self._fire_event_rules(state, platform, ARRANGEMENT_BROKEN,
-                                           f"{arrangement.arrangement_id}:broken", now,
+                    self._fire_event_rules(state, platform, self._moment(state, platform, now), ARRANGEMENT_BROKEN,
+                                           f"{arrangement.arrangement_id}:broken",
                                            {"arrangement_kind": arrangement.kind}, notices,
                                            arrangement_id=arrangement.arrangement_id)
 
@@ -585,10 +639,10 @@ class Engine:
     ) -> None:
         """A payment made before a promise's deadline that arrives after the promise was judged broken
         (it crossed the midnight tick) makes the promise kept after all."""
-        zone = self._zone_of(state)
         for arrangement in state.arrangements.values():
             if (arrangement.kind == "promise_to_pay" and arrangement.status == "broken"
                     and arrangement.ended_at >= payment.occurred_at >= arrangement.agreed_at):
+                zone = self._zone_of(state)
                 deadline = self._shift_for_outages(arrangement.promised_date, platform, zone)
                 if self._paid_since(state, arrangement, deadline, zone) >= arrangement.amount:
                     arrangement.status = "kept"
@@ -617,12 +671,10 @@ class Engine:
     # ----------------------------------------------------------------- episodes
 
     def _update_episode(
-        self, state: AccountState, platform: PlatformState, now: datetime, cause: str, notices: list[Notice]
-    ) -> list[tuple[InvoiceState, date, int]]:
-        """Starts or ends the delinquency episode; returns the overdue invoices it was judged on."""
-        zone = self._zone_of(state)
-        today = now.astimezone(zone).date()
-        overdue = self._overdue(state, platform, today, zone)
+        self, state: AccountState, platform: PlatformState, moment: _Moment, cause: str, notices: list[Notice]
+    ) -> None:
+        """Starts or ends the delinquency episode."""
+        now, overdue = moment.now, moment.overdue
         episode = state.episode
         if episode is None and overdue:
             state.episode_seq += 1
@@ -632,39 +684,35 @@ class Engine:
         elif episode is not None and not overdue:
             for target, rule_id in episode.open_handoffs.items():
                 notices.append(self._build(
-                    state, platform, now, cause, kind="handoff", rule_id=rule_id, key=f"recall|{target}|{episode.episode_id}",
+                    state, moment, cause, kind="handoff", rule_id=rule_id, key=f"recall|{target}|{episode.episode_id}",
                     episode_id=episode.episode_id, trigger=Trigger(event_id=cause, at=now), facts={},
                     to=target, action="recall", invoices=[],
                 ))
             state.episode = None
             self._journal(state, now, "episode.ended", episode.episode_id, {})
-        return overdue
 
     # ----------------------------------------------------------------- evaluation at a tick
 
     def _evaluate(
         self, state: AccountState, platform: PlatformState, now: datetime, cause: str, notices: list[Notice]
     ) -> None:
-        zone = self._zone_of(state)
-        today = now.astimezone(zone).date()
         state.evaluated_until = now
         state.dirty = False
         state.platform_revision = platform.revision
-        self._check_arrangements(state, platform, now, today, zone, cause, notices)
-        overdue = self._update_episode(state, platform, now, cause, notices)
+        if state.arrangements:
+            zone = self._zone_of(state)
+            self._check_arrangements(state, platform, now, now.astimezone(zone).date(), zone, cause, notices)
+        moment = self._moment(state, platform, now)
+        self._update_episode(state, platform, moment, cause, notices)
         if not self._paused(state):
-            base = self._facts(state, platform, today, zone, self.currency, overdue)
             if state.episode is not None:
-                self._fire_episode_rules(state, platform, now, today, zone, cause, overdue, base, notices)
+                self._fire_episode_rules(state, moment, cause, notices)
             if self._invoice_rules:
-                self._fire_invoice_rules(state, platform, now, today, zone, cause, overdue, base, notices)
-        self._release(state, platform, now, cause, notices)
+                self._fire_invoice_rules(state, platform, moment, cause, notices)
+        self._release(state, platform, moment, cause, notices)
 
-    def _fire_episode_rules(
-        self, state: AccountState, platform: PlatformState, now: datetime, today: date, zone: ZoneInfo, cause: str,
-        overdue: list[tuple[InvoiceState, date, int]], base: dict[str, Any], notices: list[Notice],
-    ) -> None:
-        episode = state.episode
+    def _fire_episode_rules(self, state: AccountState, moment: _Moment, cause: str, notices: list[Notice]) -> None:
+        episode, today = state.episode, moment.today
         waiting = {p.rule_id for p in state.pending}
         due: list[tuple[_Compiled, dict[str, Any]]] = []
         for rule in self._episode_rules:
@@ -675,10 +723,10 @@ class Engine:
                 last = episode.last_fired.get(rule.id)
                 if rule.id in waiting or (last is not None and (today - last).days < rule.every_days):
                     continue
-            facts = self._rule_facts(rule, state, platform, today, zone, overdue, base)
+            facts = self._rule_facts(rule, state, moment)
             if rule.matches(facts):
                 due.append((rule, facts))
-        fire = self._collapse(state, now, due, lambda rule: episode.done.__setitem__(rule.id, "skipped"))
+        fire = self._collapse(state, moment.now, due, lambda rule: episode.done.__setitem__(rule.id, "skipped"))
         for rule, facts in fire:
             if rule.every_days is None:
                 episode.done[rule.id] = "fired"
@@ -686,30 +734,30 @@ class Engine:
             else:
                 # A repeating rule counts its days from when it was last sent (see _send), not decided.
                 key = f"{rule.id}|{episode.episode_id}|{today.isoformat()}"
-            self._decide(state, platform, now, cause, rule, facts, notices, scope="episode", key=key,
+            self._decide(state, moment, cause, rule, facts, notices, scope="episode", key=key,
                          episode_id=episode.episode_id)
 
     def _fire_invoice_rules(
-        self, state: AccountState, platform: PlatformState, now: datetime, today: date, zone: ZoneInfo, cause: str,
-        overdue: list[tuple[InvoiceState, date, int]], base: dict[str, Any], notices: list[Notice],
+        self, state: AccountState, platform: PlatformState, moment: _Moment, cause: str, notices: list[Notice]
     ) -> None:
         for invoice in list(state.invoices.values()):
             if not self._dunnable(invoice):
                 continue
-            until_due = (self.effective_due(invoice, platform, zone) - today).days
+            until_due = (self.effective_due(invoice, platform, moment.zone) - moment.today).days
             if until_due < 0 or (self._lookahead is not None and until_due > self._lookahead):
                 continue
             due = []
             for rule in self._invoice_rules:
                 if rule.id in invoice.rules_done:
                     continue
-                facts = dict(self._rule_facts(rule, state, platform, today, zone, overdue, base))
+                facts = dict(self._rule_facts(rule, state, moment))
                 facts["days_until_due"] = until_due
                 if rule.matches(facts):
                     due.append((rule, facts))
-            for rule, facts in self._collapse(state, now, due, lambda rule: invoice.rules_done.append(rule.id)):
+            for rule, facts in self._collapse(state, moment.now, due,
+                                              lambda rule: invoice.rules_done.append(rule.id)):
                 invoice.rules_done.append(rule.id)
-                self._decide(state, platform, now, cause, rule, facts, notices, scope="invoice",
+                self._decide(state, moment, cause, rule, facts, notices, scope="invoice",
                              key=f"{rule.id}|invoice:{invoice.invoice_id}", invoice_id=invoice.invoice_id,
                              episode_id=state.episode.episode_id if state.episode else None)
 
@@ -730,7 +778,7 @@ class Engine:
         return fire
 
     def _fire_event_rules(
-        self, state: AccountState, platform: PlatformState, event_type: str, event_id: str, now: datetime,
+        self, state: AccountState, platform: PlatformState, moment: _Moment, event_type: str, event_id: str,
         event_facts: dict[str, Any], notices: list[Notice], invoice_id: str | None = None,
         arrangement_id: str | None = None,
     ) -> None:
@@ -740,31 +788,29 @@ class Engine:
         if event_facts.get("failure_reason") == "system_error":
             # Our own platform's fault never counts against the customer.
             for rule in rules:
-                self._journal(state, now, "decision.suppressed", rule.id, {"reason": "payment failed by system_error"})
+                self._journal(state, moment.now, "decision.suppressed", rule.id,
+                              {"reason": "payment failed by system_error"})
             return
-        zone = self._zone_of(state)
-        today = now.astimezone(zone).date()
-        overdue = self._overdue(state, platform, today, zone)
-        base = self._facts(state, platform, today, zone, self.currency, overdue)
         for rule in rules:
-            facts = {**self._rule_facts(rule, state, platform, today, zone, overdue, base), **event_facts}
+            facts = {**self._rule_facts(rule, state, moment), **event_facts}
             if rule.matches(facts):
-                self._decide(state, platform, now, event_id, rule, facts, notices, scope="event",
+                self._decide(state, moment, event_id, rule, facts, notices, scope="event",
                              key=f"{rule.id}|event:{event_id}", invoice_id=invoice_id, arrangement_id=arrangement_id,
                              episode_id=state.episode.episode_id if state.episode else None)
 
     def _decide(
-        self, state: AccountState, platform: PlatformState, now: datetime, cause: str, compiled: _Compiled,
+        self, state: AccountState, moment: _Moment, cause: str, compiled: _Compiled,
         facts: dict[str, Any], notices: list[Notice], *, scope: str, key: str, episode_id: str | None = None,
         invoice_id: str | None = None, arrangement_id: str | None = None,
     ) -> None:
         index, rule = compiled.index, compiled.rule
         shown = {name: (_money(value) if isinstance(value, Decimal) else value) for name, value in facts.items()}
+        now = moment.now
         if rule.emit.kind == "handoff":
             trigger = Trigger(event_id=cause, at=now)
-            invoices = self._concerned(state, platform, now, invoice_id)
+            invoices = self._concerned(state, moment, invoice_id)
             notices.append(self._build(
-                state, platform, now, cause, kind="handoff", rule_id=rule.id, key=key, episode_id=episode_id,
+                state, moment, cause, kind="handoff", rule_id=rule.id, key=key, episode_id=episode_id,
                 trigger=trigger, facts=shown, to=rule.emit.to, action="open", invoices=invoices,
             ))
             if state.episode is not None and episode_id == state.episode.episode_id:
@@ -777,8 +823,7 @@ class Engine:
 
     # ----------------------------------------------------------------- release of waiting notices
 
-    def _still_due(self, state: AccountState, platform: PlatformState, pending: Pending, today: date,
-                   zone: ZoneInfo, overdue: list[tuple[InvoiceState, date, int]], base: dict[str, Any]) -> bool:
+    def _still_due(self, state: AccountState, platform: PlatformState, pending: Pending, moment: _Moment) -> bool:
         """A waiting time-rule notice goes only if its reason still holds when the window opens."""
         if pending.scope == "event":
             arrangement = state.arrangements.get(pending.arrangement_id) if pending.arrangement_id else None
@@ -786,13 +831,14 @@ class Engine:
         if self._paused(state):
             return False
         rule = self._compiled_by_id[pending.rule_id]
-        facts = self._rule_facts(rule, state, platform, today, zone, overdue, base)
+        facts = self._rule_facts(rule, state, moment)
         if pending.scope == "episode":
             return state.episode is not None and state.episode.episode_id == pending.episode_id and rule.matches(facts)
         invoice = state.invoices.get(pending.invoice_id)
         if invoice is None or not self._dunnable(invoice):
             return False
-        return rule.matches({**facts, "days_until_due": (self.effective_due(invoice, platform, zone) - today).days})
+        until_due = (self.effective_due(invoice, platform, moment.zone) - moment.today).days
+        return rule.matches({**facts, "days_until_due": until_due})
 
     def _withdraw(self, state: AccountState, pending: Pending, now: datetime) -> None:
         if pending.scope == "episode" and state.episode is not None and state.episode.episode_id == pending.episode_id:
@@ -804,24 +850,20 @@ class Engine:
         self._journal(state, now, "decision.withdrawn", pending.rule_id, {"notice_id": notice_id(state.account_id, pending.key)})
 
     def _release(
-        self, state: AccountState, platform: PlatformState, now: datetime, cause: str, notices: list[Notice]
+        self, state: AccountState, platform: PlatformState, moment: _Moment, cause: str, notices: list[Notice]
     ) -> None:
         if not state.pending:
             return
-        zone = self._zone_of(state)
-        local = now.astimezone(zone)
-        today = local.date()
-        overdue = self._overdue(state, platform, today, zone)
-        base = self._facts(state, platform, today, zone, self.currency, overdue)
+        now, today = moment.now, moment.today
         still = []
         for pending in state.pending:
-            if self._still_due(state, platform, pending, today, zone, overdue, base):
+            if self._still_due(state, platform, pending, moment):
                 still.append(pending)
             else:
                 self._withdraw(state, pending, now)
         state.pending = still
         window = self.ruleset.contact_window
-        if window is not None and not window.contains(local.time()):
+        if window is not None and not window.contains(moment.local.time()):
             for pending in still:
                 if "contact_window" not in pending.deferred_by:
                     pending.deferred_by.append("contact_window")
@@ -848,7 +890,7 @@ class Engine:
             if "limits" not in pending.deferred_by:
                 pending.deferred_by.append("limits")
         for pending in release:
-            self._send(state, platform, now, cause, pending, channels[id(pending)], notices)
+            self._send(state, moment, cause, pending, channels[id(pending)], notices)
 
     def _channel(self, state: AccountState, pending: Pending) -> str | None:
         """The first channel the rule allows that the customer has not opted out of ('preferred': theirs)."""
@@ -859,48 +901,42 @@ class Engine:
         return next((c for c in candidates if c not in state.opted_out), None)
 
     def _send(
-        self, state: AccountState, platform: PlatformState, now: datetime, cause: str, pending: Pending,
-        channel: str, notices: list[Notice],
+        self, state: AccountState, moment: _Moment, cause: str, pending: Pending, channel: str, notices: list[Notice]
     ) -> None:
         compiled = self._compiled_by_id[pending.rule_id]
         rule = compiled.rule
-        sent_on = now.astimezone(self._zone_of(state)).date()
+        sent_on = moment.today
         state.sent_days.append(sent_on)
         episode = state.episode
         if compiled.every_days is not None and episode is not None and episode.episode_id == pending.episode_id:
             episode.last_fired[rule.id] = sent_on
         notices.append(self._build(
-            state, platform, now, cause, kind=pending.kind, rule_id=rule.id, key=pending.key,
+            state, moment, cause, kind=pending.kind, rule_id=rule.id, key=pending.key,
             episode_id=pending.episode_id,
             trigger=Trigger(event_id=pending.trigger_event, at=pending.trigger_at, deferred_by=pending.deferred_by),
             facts=pending.facts, channel=channel, template=rule.emit.template,
-            invoices=self._concerned(state, platform, now, pending.invoice_id),
+            invoices=self._concerned(state, moment, pending.invoice_id),
         ))
 
     # ----------------------------------------------------------------- notice construction
 
-    def _concerned(
-        self, state: AccountState, platform: PlatformState, now: datetime, invoice_id: str | None
-    ) -> list[InvoiceConcerned]:
-        zone = self._zone_of(state)
-        today = now.astimezone(zone).date()
+    def _concerned(self, state: AccountState, moment: _Moment, invoice_id: str | None) -> list[InvoiceConcerned]:
         invoice = state.invoices.get(invoice_id) if invoice_id else None
         if invoice is not None:
-            chosen = [(invoice, self.effective_due(invoice, platform, zone))]
+            chosen = [(invoice, self.effective_due(invoice, moment.platform, moment.zone))]
         else:
-            chosen = [(inv, due) for inv, due, _ in self._overdue(state, platform, today, zone)]
+            chosen = [(inv, due) for inv, due, _ in moment.overdue]
         return [
             InvoiceConcerned(invoice_id=inv.invoice_id, currency=inv.currency, amount_due=inv.balance, due_date=due)
             for inv, due in sorted(chosen, key=lambda pair: (pair[1], pair[0].invoice_id))
         ]
 
     def _build(
-        self, state: AccountState, platform: PlatformState, now: datetime, cause: str, *, kind: str, rule_id: str,
+        self, state: AccountState, moment: _Moment, cause: str, *, kind: str, rule_id: str,
         key: str, episode_id: str | None, trigger: Trigger, facts: dict[str, Any], invoices: list[InvoiceConcerned],
         channel: str | None = None, template: str | None = None, to: str | None = None, action: str | None = None,
     ) -> Notice:
-        zone = self._zone_of(state)
-        overdue_list = self._overdue(state, platform, now.astimezone(zone).date(), zone)
+        now, overdue_list = moment.now, moment.overdue
         overdue: dict[str, Decimal] = {}
         for invoice, _, _ in overdue_list:
             overdue[invoice.currency] = overdue.get(invoice.currency, ZERO) + invoice.balance
