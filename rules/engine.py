@@ -47,7 +47,7 @@ from schemas.events import (
     PlatformOutage,
     PromiseToPayAgreed,
 )
-from schemas.notices import CaseEntry, CaseFile, InvoiceConcerned, Notice, Trigger
+from schemas.notices import CaseFile, InvoiceConcerned, Notice, Trigger
 
 CASE_FILE_LIMIT = 50
 _AT_ONCE = datetime.min.replace(tzinfo=ZoneInfo("UTC"))  # a wakeup any tick satisfies
@@ -153,12 +153,24 @@ def notice_id(account_id: str, key: str) -> str:
     return "n-" + hashlib.sha256(f"{account_id}\x1f{key}".encode()).hexdigest()[:32]
 
 
-def _shifted(due: date, outage_windows: list[tuple[date, date, date]]) -> date:
-    """A due date inside an outage moves to the outage's last local day plus its grace days."""
-    for first, last, moved in outage_windows:
-        if first <= due <= last and moved > due:
-            due = moved
-    return due
+class _OutageDays:
+    """The platform's outages as local days in one time zone."""
+
+    __slots__ = ("spans", "earliest", "latest")
+
+    def __init__(self, spans: list[tuple[date, date, date]]):
+        self.spans = spans  # (first day, last day, where due dates inside move)
+        self.earliest = min(first for first, _, _ in spans)
+        self.latest = max(last for _, last, _ in spans)
+
+    def shift(self, due: date) -> date:
+        """A due date inside an outage moves to the outage's last local day plus its grace days."""
+        if due < self.earliest or due > self.latest:
+            return due
+        for first, last, moved in self.spans:
+            if first <= due <= last and moved > due:
+                due = moved
+        return due
 
 
 def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
@@ -192,7 +204,7 @@ class Engine:
             ArrangementCancelled: self._arrangement_cancelled, DisputeOpened: self._dispute,
             DisputeResolved: self._dispute, AccountUpdated: self._account_updated,
         }
-        self._outage_cache: dict[tuple[str, int], tuple[dict, int, list[tuple[date, date, date]]]] = {}
+        self._outage_cache: dict[tuple[str, int], tuple[dict, int, _OutageDays]] = {}
 
     # ----------------------------------------------------------------- entry points
 
@@ -317,24 +329,25 @@ class Engine:
     def _zone_of(self, state: AccountState) -> ZoneInfo:
         return _zone(state.timezone or self.default_zone)
 
-    def _outage_windows(self, platform: PlatformState, zone: ZoneInfo) -> list[tuple[date, date, date]]:
-        """Each outage's first and last local day and where due dates inside it move (cached: hot path)."""
+    def _outage_days(self, platform: PlatformState, zone: ZoneInfo) -> _OutageDays:
+        """The outages in the zone's local days (cached: hot path). Only while platform.outages is not empty."""
         key = (zone.key, id(platform.outages))
         cached = self._outage_cache.get(key)
         # The cached entry holds the outages dict itself, so its id cannot be reused while it is cached.
         if cached is not None and cached[0] is platform.outages and cached[1] == platform.revision:
             return cached[2]
-        windows = []
+        spans = []
         for outage in platform.outages.values():
             last = outage.end.astimezone(zone).date()
-            windows.append((outage.start.astimezone(zone).date(), last, last + timedelta(days=outage.grace_days)))
+            spans.append((outage.start.astimezone(zone).date(), last, last + timedelta(days=outage.grace_days)))
+        days = _OutageDays(spans)
         if len(self._outage_cache) > 4096:
             self._outage_cache.clear()
-        self._outage_cache[key] = (platform.outages, platform.revision, windows)
-        return windows
+        self._outage_cache[key] = (platform.outages, platform.revision, days)
+        return days
 
     def _shift_for_outages(self, due: date, platform: PlatformState, zone: ZoneInfo) -> date:
-        return _shifted(due, self._outage_windows(platform, zone)) if platform.outages else due
+        return self._outage_days(platform, zone).shift(due) if platform.outages else due
 
     def effective_due(self, invoice: InvoiceState, platform: PlatformState, zone: ZoneInfo) -> date:
         return self._shift_for_outages(invoice.fell_due or invoice.extended_to or invoice.due_date, platform, zone)
@@ -346,7 +359,7 @@ class Engine:
 
     def _overdue(self, state: AccountState, platform: PlatformState, today: date, zone: ZoneInfo) -> Overdue:
         # The hot loop of every evaluation: _dunnable and effective_due written out.
-        windows = self._outage_windows(platform, zone) if platform.outages else ()
+        outages = self._outage_days(platform, zone) if platform.outages else None
         overdue = []
         for invoice in state.invoices.values():
             if invoice.status != "open" or invoice.disputed or invoice.plan_id is not None:
@@ -354,8 +367,8 @@ class Engine:
             if invoice.amount <= invoice.paid:
                 continue
             due = invoice.fell_due or invoice.extended_to or invoice.due_date
-            if windows:
-                due = _shifted(due, windows)
+            if outages is not None and outages.earliest <= due <= outages.latest:
+                due = outages.shift(due)
             days = (today - due).days
             if days >= 1:
                 overdue.append((invoice, due, days))
@@ -535,16 +548,14 @@ class Engine:
 
     def _allocate(self, state: AccountState, currency: str, amount: Decimal, invoice_id: str | None) -> None:
         """Pays the named invoice first, then the oldest due; what is left becomes credit for later invoices."""
-        targets: list[InvoiceState] = []
         named = state.invoices.get(invoice_id) if invoice_id else None
+        oldest_first = [inv for inv in state.invoices.values()
+                        if inv is not named and inv.status == "open" and not inv.disputed and inv.currency == currency]
+        if len(oldest_first) > 1:
+            oldest_first.sort(key=lambda inv: (inv.extended_to or inv.due_date, inv.issued_at, inv.invoice_id))
         if named is not None and named.status == "open" and named.currency == currency:
-            targets.append(named)
-        targets.extend(sorted(
-            (inv for inv in state.invoices.values()
-             if inv is not named and inv.status == "open" and not inv.disputed and inv.currency == currency),
-            key=lambda inv: (inv.extended_to or inv.due_date, inv.issued_at, inv.invoice_id),
-        ))
-        for invoice in targets:
+            oldest_first.insert(0, named)
+        for invoice in oldest_first:
             if amount <= ZERO:
                 break
             share = min(amount, invoice.balance)
@@ -975,9 +986,9 @@ class Engine:
             elif not entry.what.startswith(("decision.", "episode.")):
                 if open_since is None or entry.at >= open_since:
                     events.append(entry)
-        as_case = lambda entries: [CaseEntry(at=e.at, what=e.what, id=e.id, detail=e.detail)  # noqa: E731
-                                   for e in entries[-CASE_FILE_LIMIT:]]
-        return CaseFile(events=as_case(events), notices=as_case(notices))
+        # Journal entries have the case entry's fields: pydantic reads them straight off the objects.
+        return CaseFile.model_validate({"events": events[-CASE_FILE_LIMIT:], "notices": notices[-CASE_FILE_LIMIT:]},
+                                       from_attributes=True)
 
     def _journal(self, state: AccountState, at: datetime, what: str, entry_id: str, detail: dict[str, str]) -> None:
         state.journal.append(JournalEntry(at, what, entry_id, detail))
