@@ -231,27 +231,29 @@ class Engine:
     ) -> tuple[AccountState, list[Notice]]:
         """Applies one event (or tick) to one account; returns the state and the notices released."""
         notices: list[Notice] = []
-        if isinstance(event, ClockTick):
-            if state.evaluated_until is None or event.at > state.evaluated_until:
+        apply = self._appliers.get(type(event))
+        if apply is None:  # the clock, or a platform-wide event (see apply_platform)
+            if isinstance(event, ClockTick) and (state.evaluated_until is None or event.at > state.evaluated_until):
                 self._evaluate(state, platform, event.at, event.event_id, notices)
             return state, notices
-        if isinstance(event, PlatformOutage):
+        event_id, seen = event.event_id, state.seen
+        if event_id in seen:
             return state, notices
-        if event.event_id in state.seen:
-            return state, notices
-        state.seen[event.event_id] = None
-        if len(state.seen) > SEEN_EVENTS_LIMIT:
-            del state.seen[next(iter(state.seen))]
-        now = event.occurred_at if platform.clock is None else max(platform.clock, event.occurred_at)
+        seen[event_id] = None
+        if len(seen) > SEEN_EVENTS_LIMIT:
+            del seen[next(iter(seen))]
+        occurred, clock = event.occurred_at, platform.clock
+        now = occurred if clock is None or occurred > clock else clock
         state.dirty = True
-        detail = self._appliers[type(event)](state, platform, event, now)
-        self._journal(state, event.occurred_at, event.type, event.event_id, detail)
+        detail = apply(state, platform, event, now)
+        self._journal(state, occurred, event.type, event_id, detail)
         moment = self._moment(state, platform, now)
-        if "ignored" not in detail and event.type in self._event_rules:
-            self._fire_event_rules(state, platform, moment, event.type, event.event_id, self._event_facts(event),
+        if event.type in self._event_rules and "ignored" not in detail:
+            self._fire_event_rules(state, platform, moment, event.type, event_id, self._event_facts(event),
                                    notices, invoice_id=event.__dict__.get("invoice_id"))
-        self._update_episode(state, platform, moment, event.event_id, notices)
-        self._release(state, platform, moment, event.event_id, notices)
+        self._update_episode(state, platform, moment, event_id, notices)
+        if state.pending:
+            self._release(state, platform, moment, event_id, notices)
         return state, notices
 
     def wakeup(self, state: AccountState, platform: PlatformState) -> datetime | None:
@@ -375,7 +377,7 @@ class Engine:
         return overdue
 
     def _moment(self, state: AccountState, platform: PlatformState, now: datetime) -> _Moment:
-        zone = self._zone_of(state)
+        zone = _zone(state.timezone or self.default_zone)
         local = now.astimezone(zone)
         return _Moment(platform, now, zone, local, self._overdue(state, platform, local.date(), zone))
 
@@ -475,7 +477,8 @@ class Engine:
             return detail
         state.payments[event.payment_id] = PaymentRecord(event.currency, event.amount, event.occurred_at)
         self._allocate(state, event.currency, event.amount, event.invoice_id)
-        self._rejudge_promises(state, platform, event, now)
+        if state.arrangements:
+            self._rejudge_promises(state, platform, event, now)
         return detail
 
     def _payment_failed(self, state: AccountState, platform: PlatformState, event: PaymentFailed,
@@ -991,7 +994,8 @@ class Engine:
                                        from_attributes=True)
 
     def _journal(self, state: AccountState, at: datetime, what: str, entry_id: str, detail: dict[str, str]) -> None:
-        state.journal.append(JournalEntry(at, what, entry_id, detail))
-        if len(state.journal) > JOURNAL_LIMIT:
-            del state.journal[: len(state.journal) - JOURNAL_LIMIT]
+        journal = state.journal
+        journal.append(JournalEntry(at, what, entry_id, detail))
+        if len(journal) > JOURNAL_LIMIT:
+            del journal[: len(journal) - JOURNAL_LIMIT]
 
