@@ -989,9 +989,7 @@ class Engine:
             elif not entry.what.startswith(("decision.", "episode.")):
                 if open_since is None or entry.at >= open_since:
                     events.append(entry)
-        # Journal entries have the case entry's fields: pydantic reads them straight off the objects.
-        return CaseFile.model_validate({"events": events[-CASE_FILE_LIMIT:], "notices": notices[-CASE_FILE_LIMIT:]},
-                                       from_attributes=True)
+        return CaseFile(events=events[-CASE_FILE_LIMIT:], notices=notices[-CASE_FILE_LIMIT:])
 
     def _journal(self, state: AccountState, at: datetime, what: str, entry_id: str, detail: dict[str, str]) -> None:
         journal = state.journal

@@ -12,9 +12,15 @@ from typing import Any, Literal
 
 from pydantic import TypeAdapter
 
+from schemas.notices import CaseEntry
+
 ZERO = Decimal("0")
 JOURNAL_LIMIT = 200
 SEEN_EVENTS_LIMIT = 5000
+
+# One line of an account's audit trail: an event, a notice (notice.<kind>) or a decision behind them
+# (decision.<skipped|withdrawn|suppressed|...>, episode.<started|ended>). A handoff's case file carries them as they are.
+JournalEntry = CaseEntry
 
 
 @dataclass(slots=True)
@@ -94,16 +100,6 @@ class Episode:
 
 
 @dataclass(slots=True)
-class JournalEntry:
-    """One line of an account's audit trail: events, notices and the decisions behind them."""
-
-    at: datetime
-    what: str  # an event type, notice.<kind>, or decision.<skipped|withdrawn|suppressed|deferred>, episode.<...>
-    id: str
-    detail: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
 class AccountState:
     account_id: str
     risk_tier: str = "standard"
@@ -123,7 +119,7 @@ class AccountState:
     dirty: bool = True  # something changed since the last tick; the next tick must look
     platform_revision: int = 0
     seen: dict[str, None] = field(default_factory=dict)  # recent event ids, oldest first
-    journal: list[JournalEntry] = field(default_factory=list)
+    journal: list[JournalEntry] = field(default_factory=list)  # the audit trail, oldest first
 
 
 @dataclass(slots=True)

@@ -1,7 +1,8 @@
 """Output: the notices the engine issues. They carry ids and amounts, never addresses or names."""
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -26,13 +27,18 @@ class InvoiceConcerned(_Contract):
     due_date: Day = Field(description="the effective due date (after extensions, plans and outage grace)")
 
 
-class CaseEntry(_Contract):
+# A dataclass, not a model: it is also the line type of the engine's per-account journal (appended on every
+# event, where a model's validation would cost), and pydantic takes the instances into a CaseFile as they are.
+@dataclass(slots=True)
+class CaseEntry:
     """One line of a case file: an event the account went through, or a notice it was sent."""
 
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
     at: Timestamp
-    what: str = Field(description="event type, or 'notice.<kind>'")
-    id: str = Field(description="event_id or notice_id")
-    detail: dict[str, str] = Field(default_factory=dict)
+    what: Annotated[str, Field(description="event type, or 'notice.<kind>'")]
+    id: Annotated[str, Field(description="event_id or notice_id")]
+    detail: dict[str, str] = field(default_factory=dict)
 
 
 class CaseFile(_Contract):
