@@ -552,22 +552,26 @@ class Engine:
     def _allocate(self, state: AccountState, currency: str, amount: Decimal, invoice_id: str | None) -> None:
         """Pays the named invoice first, then the oldest due; what is left becomes credit for later invoices."""
         named = state.invoices.get(invoice_id) if invoice_id else None
-        oldest_first = [inv for inv in state.invoices.values()
-                        if inv is not named and inv.status == "open" and not inv.disputed and inv.currency == currency]
-        if len(oldest_first) > 1:
-            oldest_first.sort(key=lambda inv: (inv.extended_to or inv.due_date, inv.issued_at, inv.invoice_id))
         if named is not None and named.status == "open" and named.currency == currency:
-            oldest_first.insert(0, named)
-        for invoice in oldest_first:
-            if amount <= ZERO:
-                break
-            share = min(amount, invoice.balance)
-            invoice.paid += share
-            amount -= share
-            if self._close_if_settled(invoice):
-                state.settled_invoices += 1
+            amount = self._pay(state, named, amount)
+        if amount > ZERO:  # most payments settle the invoice they name: the others are looked at only if not
+            oldest_first = [inv for inv in state.invoices.values() if inv is not named and inv.status == "open"
+                            and not inv.disputed and inv.currency == currency]
+            oldest_first.sort(key=lambda inv: (inv.extended_to or inv.due_date, inv.issued_at, inv.invoice_id))
+            for invoice in oldest_first:
+                if amount <= ZERO:
+                    break
+                amount = self._pay(state, invoice, amount)
         if amount > ZERO:
             state.credit[currency] = state.credit.get(currency, ZERO) + amount
+
+    def _pay(self, state: AccountState, invoice: InvoiceState, amount: Decimal) -> Decimal:
+        """Puts as much of amount on the invoice as it owes; returns the rest."""
+        share = min(amount, invoice.balance)
+        invoice.paid += share
+        if self._close_if_settled(invoice):
+            state.settled_invoices += 1
+        return amount - share
 
     # ----------------------------------------------------------------- arrangements
 
