@@ -20,7 +20,7 @@ import sys
 import time
 from datetime import timedelta
 
-from core import ROOT, build_lines  # noqa: F401  (core puts the repository on sys.path)
+from core import build_lines  # first: core puts the repository on sys.path
 from rules.state import AccountState, JournalEntry
 from schemas.events import PLATFORM_ACCOUNT, parse_event
 

@@ -141,6 +141,15 @@ def run(lines: list[bytes], engine: Engine) -> dict:
             if key is not None:
                 heapq.heappush(heap, (key, account_id))
 
+    collecting = {"since": 0.0, "seconds": 0.0}
+
+    def time_collections(phase: str, info: dict) -> None:
+        if phase == "start":
+            collecting["since"] = clock()
+        else:
+            collecting["seconds"] += clock() - collecting["since"]
+
+    gc.callbacks.append(time_collections)
     started = clock()
     cpu_started = time.process_time()
     for raw in lines:
@@ -188,10 +197,12 @@ def run(lines: list[bytes], engine: Engine) -> dict:
             n_input += 1
     wall = clock() - started
     cpu = time.process_time() - cpu_started
+    gc.callbacks.remove(time_collections)
     return {
         "input_events": n_input, "ticks": n_ticks, "outages": n_other, "accounts": len(accounts),
         "seconds": wall, "cpu_seconds": cpu, "input_seconds": t_input, "schedule_seconds": t_schedule,
         "tick_seconds": t_tick, "outage_seconds": t_other, "tick_evaluations": evaluations,
+        "gc_seconds": collecting["seconds"],
         "notices": dict(sorted(notices.items())),
     }
 
@@ -222,6 +233,7 @@ def summarise(result: dict, meta: dict, profiled: bool) -> dict:
         "c_tick_evaluations_per_s": _rate(result["tick_evaluations"], result["tick_seconds"]),
         "seconds_split": {name: round(result[f"{name}_seconds"], 3) for name in ("input", "schedule", "tick", "outage")},
         "notices": result["notices"],
+        "gc_seconds": round(result["gc_seconds"], 3),
         "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "stream": meta,
     }
@@ -265,6 +277,8 @@ def print_summary(s: dict, out) -> None:
           f"   ({s['b_lines_per_wall_s'] or 0:,} lines/s)", file=out)
     print(f"  (c) account-tick evaluations/s             {s['c_tick_evaluations_per_s'] or 0:>10,}", file=out)
     print(f"  notices           {sum(s['notices'].values()):>12,}   {s['notices']}", file=out)
+    print(f"  garbage collection{s['gc_seconds']:>12,.2f} s of the wall seconds, in whichever phase it struck",
+          file=out)
     print(f"  max RSS           {s['max_rss_mb']:>9,} MB", file=out)
 
 
