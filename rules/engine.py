@@ -478,7 +478,7 @@ class Engine:
         state.payments[event.payment_id] = PaymentRecord(event.currency, event.amount, event.occurred_at)
         self._allocate(state, event.currency, event.amount, event.invoice_id)
         if state.arrangements:
-            self._rejudge_promises(state, platform, event, now)
+            self._rejudge_arrangements(state, platform, event, now)
         return detail
 
     def _payment_failed(self, state: AccountState, platform: PlatformState, event: PaymentFailed,
@@ -652,20 +652,50 @@ class Engine:
                                            {"arrangement_kind": arrangement.kind}, notices,
                                            arrangement_id=arrangement.arrangement_id)
 
-    def _rejudge_promises(
+    def _rejudge_arrangements(
         self, state: AccountState, platform: PlatformState, payment: PaymentReceived, now: datetime
     ) -> None:
-        """A payment made before a promise's deadline that arrives after the promise was judged broken
-        (it crossed the midnight tick) makes the promise kept after all."""
+        """A payment made before an arrangement was judged broken that arrives after the judgement (it crossed
+        the midnight tick) is judged again with it: a promise it fulfils is kept after all, and an installment
+        plan it keeps up to date stands again, unless something else was agreed since."""
         for arrangement in state.arrangements.values():
-            if (arrangement.kind == "promise_to_pay" and arrangement.status == "broken"
+            if not (arrangement.status == "broken"
                     and arrangement.ended_at >= payment.occurred_at >= arrangement.agreed_at):
-                zone = self._zone_of(state)
+                continue
+            zone = self._zone_of(state)
+            reason = {"kind": arrangement.kind, "reason": f"late-arriving payment {payment.payment_id}"}
+            if arrangement.kind == "promise_to_pay":
                 deadline = self._shift_for_outages(arrangement.promised_date, platform, zone)
                 if self._paid_since(state, arrangement, deadline, zone) >= arrangement.amount:
                     arrangement.status = "kept"
-                    self._journal(state, now, "decision.arrangement_kept", arrangement.arrangement_id,
-                                  {"kind": arrangement.kind, "reason": f"late-arriving payment {payment.payment_id}"})
+                    self._journal(state, now, "decision.arrangement_kept", arrangement.arrangement_id, reason)
+            elif arrangement.kind == "installments" and not self._agreed_since(state, arrangement):
+                judged_on = arrangement.ended_at.astimezone(zone).date()
+                if self._missed_installment(state, platform, arrangement, judged_on, zone)[0] is None:
+                    arrangement.status, arrangement.ended_at = "active", None
+                    for invoice in (state.invoices[i] for i in arrangement.invoice_ids):
+                        if invoice.status == "open":
+                            invoice.plan_id, invoice.fell_due = arrangement.arrangement_id, None
+                    self._journal(state, now, "decision.arrangement_restored", arrangement.arrangement_id, reason)
+
+    @staticmethod
+    def _agreed_since(state: AccountState, ended: ArrangementState) -> bool:
+        return any(other.agreed_at > ended.ended_at for other in state.arrangements.values())
+
+    def _missed_installment(
+        self, state: AccountState, platform: PlatformState, plan: ArrangementState, today: date, zone: ZoneInfo
+    ) -> tuple[date | None, Decimal, Decimal]:
+        """The due date of the first installment still short by `today` (None: none), what was paid by then,
+        and what the whole schedule comes to."""
+        paid = self._paid_since(state, plan, today, zone)
+        owed_so_far = ZERO
+        missed = None
+        for installment in plan.schedule:
+            owed_so_far += installment.amount
+            due = self._shift_for_outages(installment.due_date, platform, zone)
+            if missed is None and today > due and paid < owed_so_far:
+                missed = due
+        return missed, paid, owed_so_far
 
     def _judge_plan(
         self, state: AccountState, platform: PlatformState, plan: ArrangementState, today: date, zone: ZoneInfo
@@ -673,18 +703,14 @@ class Engine:
         covered = [state.invoices[i] for i in plan.invoice_ids]
         if all(inv.status != "open" for inv in covered):
             return "kept"
-        paid = self._paid_since(state, plan, today, zone)
-        owed_so_far = ZERO
-        for installment in plan.schedule:
-            owed_so_far += installment.amount
-            due = self._shift_for_outages(installment.due_date, platform, zone)
-            if today > due and paid < owed_so_far:
-                # The whole remainder falls due at once: from the missed installment's due date.
-                for invoice in covered:
-                    if invoice.status == "open":
-                        invoice.fell_due = due
-                return "broken"
-        return "kept" if paid >= owed_so_far else None
+        missed, paid, owed = self._missed_installment(state, platform, plan, today, zone)
+        if missed is not None:
+            # The whole remainder falls due at once: from the missed installment's due date.
+            for invoice in covered:
+                if invoice.status == "open":
+                    invoice.fell_due = missed
+            return "broken"
+        return "kept" if paid >= owed else None
 
     # ----------------------------------------------------------------- episodes
 

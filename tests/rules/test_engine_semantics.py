@@ -4,6 +4,8 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
+
 from conftest import Harness, at
 from rules.state import dump_account, load_account
 
@@ -177,6 +179,48 @@ def test_a_payment_made_before_the_deadline_that_arrives_after_midnight_keeps_th
     assert [(n.to, n.action) for n in released] == [("collector", "recall")]
     harness.run_until("2026-10-21 02:00", "2026-10-22 00:00")
     assert "promise-broken" not in harness.rules_fired()  # it was waiting for 08:00 and was withdrawn
+
+
+def broken_plan(harness: Harness) -> None:
+    """Two installments of 150.00 for a 300.00 invoice; nothing paid, so the tick at midnight breaks the plan."""
+    harness.invoice("2026-10-01 10:00", "I1", "300.00", "2026-10-10")
+    harness.event("arrangement.agreed", "2026-10-11 10:00", arrangement_id="AR1", kind="installments",
+                  invoice_ids=["I1"], schedule=[{"due_date": "2026-10-20", "amount": "150.00"},
+                                                {"due_date": "2026-11-20", "amount": "150.00"}])
+    harness.run_until("2026-10-20 00:00", "2026-10-21 01:00")
+    assert harness.state.arrangements["AR1"].status == "broken"
+    assert harness.state.invoices["I1"].fell_due.isoformat() == "2026-10-20"  # the remainder fell due
+
+
+def test_an_installment_paid_in_time_whose_payment_arrives_after_midnight_restores_the_plan(harness: Harness):
+    broken_plan(harness)
+    assert harness.state.episode is not None
+    before = len(harness.state.journal)
+    harness.pay("2026-10-20 23:50", "P1", "150.00")  # paid on the due date, delivered after the judgement
+    plan, invoice = harness.state.arrangements["AR1"], harness.state.invoices["I1"]
+    assert (plan.status, invoice.plan_id, invoice.fell_due) == ("active", "AR1", None)
+    assert harness.state.episode is None  # the invoice is carried by the plan again
+    # The broken-promise notice and the day-1 reminder were waiting for 08:00: withdrawn, and recorded.
+    assert [(e.what, e.id) for e in harness.state.journal[before:]] == [
+        ("decision.arrangement_restored", "AR1"), ("payment.received", "e3"), ("episode.ended", "A1/1"),
+        ("decision.withdrawn", "promise-broken"), ("decision.withdrawn", "overdue-day-1")]
+    harness.run_until("2026-10-21 02:00", "2026-11-20 23:00")
+    assert harness.notices == []
+    harness.pay("2026-11-20 12:00", "P2", "150.00")
+    harness.tick("2026-11-21 00:00")
+    assert plan.status == "kept" and invoice.status == "paid"
+
+
+@pytest.mark.parametrize("late_payment, agreed_since", [("100.00", False), ("150.00", True)])
+def test_a_late_arriving_payment_leaves_the_plan_broken_when_short_or_superseded(harness: Harness, late_payment,
+                                                                                 agreed_since):
+    broken_plan(harness)
+    if agreed_since:
+        harness.event("arrangement.agreed", "2026-10-21 09:30", arrangement_id="AR2", kind="extension",
+                      new_due_date="2026-11-30")
+    harness.pay("2026-10-20 23:50", "P1", late_payment)
+    assert harness.state.arrangements["AR1"].status == "broken"
+    assert harness.state.invoices["I1"].plan_id is None
 
 
 def test_outage_moves_due_dates_and_system_errors_never_notify(harness: Harness):
