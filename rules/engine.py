@@ -245,8 +245,8 @@ class Engine:
         occurred, clock = event.occurred_at, platform.clock
         now = occurred if clock is None or occurred > clock else clock
         state.dirty = True
-        detail = apply(state, platform, event, now)
-        self._journal(state, occurred, event.type, event_id, detail)
+        line = self._journal(state, occurred, event.type, event_id, {})  # before the decisions the event causes
+        line.detail = detail = apply(state, platform, event, now)
         moment = self._moment(state, platform, now)
         if event.type in self._event_rules and "ignored" not in detail:
             self._fire_event_rules(state, platform, moment, event.type, event_id, self._event_facts(event),
@@ -1021,9 +1021,13 @@ class Engine:
                     events.append(entry)
         return CaseFile(events=events[-CASE_FILE_LIMIT:], notices=notices[-CASE_FILE_LIMIT:])
 
-    def _journal(self, state: AccountState, at: datetime, what: str, entry_id: str, detail: dict[str, str]) -> None:
+    def _journal(
+        self, state: AccountState, at: datetime, what: str, entry_id: str, detail: dict[str, str]
+    ) -> JournalEntry:
         journal = state.journal
-        journal.append(JournalEntry(at, what, entry_id, detail))
+        line = JournalEntry(at, what, entry_id, detail)
+        journal.append(line)
         if len(journal) > JOURNAL_LIMIT:
             del journal[: len(journal) - JOURNAL_LIMIT]
+        return line
 

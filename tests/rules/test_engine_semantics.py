@@ -202,7 +202,7 @@ def test_an_installment_paid_in_time_whose_payment_arrives_after_midnight_restor
     assert harness.state.episode is None  # the invoice is carried by the plan again
     # The broken-promise notice and the day-1 reminder were waiting for 08:00: withdrawn, and recorded.
     assert [(e.what, e.id) for e in harness.state.journal[before:]] == [
-        ("decision.arrangement_restored", "AR1"), ("payment.received", "e3"), ("episode.ended", "A1/1"),
+        ("payment.received", "e3"), ("decision.arrangement_restored", "AR1"), ("episode.ended", "A1/1"),
         ("decision.withdrawn", "promise-broken"), ("decision.withdrawn", "overdue-day-1")]
     harness.run_until("2026-10-21 02:00", "2026-11-20 23:00")
     assert harness.notices == []
