@@ -249,11 +249,11 @@ class Engine:
         line.detail = detail = apply(state, platform, event, now)
         moment = self._moment(state, platform, now)
         if event.type in self._event_rules and "ignored" not in detail:
-            self._fire_event_rules(state, platform, moment, event.type, event_id, self._event_facts(event),
+            self._fire_event_rules(state, moment, event.type, event_id, self._event_facts(event),
                                    notices, invoice_id=event.__dict__.get("invoice_id"))
-        self._update_episode(state, platform, moment, event_id, notices)
+        self._update_episode(state, moment, event_id, notices)
         if state.pending:
-            self._release(state, platform, moment, event_id, notices)
+            self._release(state, moment, event_id, notices)
         return state, notices
 
     def wakeup(self, state: AccountState, platform: PlatformState) -> datetime | None:
@@ -360,16 +360,13 @@ class Engine:
         return invoice.status == "open" and not invoice.disputed and invoice.plan_id is None and invoice.balance > ZERO
 
     def _overdue(self, state: AccountState, platform: PlatformState, today: date, zone: ZoneInfo) -> Overdue:
-        # The hot loop of every evaluation: _dunnable and effective_due written out.
-        outages = self._outage_days(platform, zone) if platform.outages else None
+        outages = self._outage_days(platform, zone) if platform.outages else None  # looked up once, not per invoice
         overdue = []
         for invoice in state.invoices.values():
-            if invoice.status != "open" or invoice.disputed or invoice.plan_id is not None:
-                continue
-            if invoice.amount <= invoice.paid:
+            if not self._dunnable(invoice):
                 continue
             due = invoice.fell_due or invoice.extended_to or invoice.due_date
-            if outages is not None and outages.earliest <= due <= outages.latest:
+            if outages is not None:
                 due = outages.shift(due)
             days = (today - due).days
             if days >= 1:
@@ -377,7 +374,7 @@ class Engine:
         return overdue
 
     def _moment(self, state: AccountState, platform: PlatformState, now: datetime) -> _Moment:
-        zone = _zone(state.timezone or self.default_zone)
+        zone = self._zone_of(state)
         local = now.astimezone(zone)
         return _Moment(platform, now, zone, local, self._overdue(state, platform, local.date(), zone))
 
@@ -647,7 +644,7 @@ class Engine:
                 self._journal(state, now, f"decision.arrangement_{verdict}", arrangement.arrangement_id,
                               {"kind": arrangement.kind})
                 if verdict == "broken":
-                    self._fire_event_rules(state, platform, self._moment(state, platform, now), ARRANGEMENT_BROKEN,
+                    self._fire_event_rules(state, self._moment(state, platform, now), ARRANGEMENT_BROKEN,
                                            f"{arrangement.arrangement_id}:broken",
                                            {"arrangement_kind": arrangement.kind}, notices,
                                            arrangement_id=arrangement.arrangement_id)
@@ -714,9 +711,7 @@ class Engine:
 
     # ----------------------------------------------------------------- episodes
 
-    def _update_episode(
-        self, state: AccountState, platform: PlatformState, moment: _Moment, cause: str, notices: list[Notice]
-    ) -> None:
+    def _update_episode(self, state: AccountState, moment: _Moment, cause: str, notices: list[Notice]) -> None:
         """Starts or ends the delinquency episode."""
         now, overdue = moment.now, moment.overdue
         episode = state.episode
@@ -747,13 +742,13 @@ class Engine:
             zone = self._zone_of(state)
             self._check_arrangements(state, platform, now, now.astimezone(zone).date(), zone, cause, notices)
         moment = self._moment(state, platform, now)
-        self._update_episode(state, platform, moment, cause, notices)
+        self._update_episode(state, moment, cause, notices)
         if not self._paused(state):
             if state.episode is not None:
                 self._fire_episode_rules(state, moment, cause, notices)
             if self._invoice_rules:
-                self._fire_invoice_rules(state, platform, moment, cause, notices)
-        self._release(state, platform, moment, cause, notices)
+                self._fire_invoice_rules(state, moment, cause, notices)
+        self._release(state, moment, cause, notices)
 
     def _fire_episode_rules(self, state: AccountState, moment: _Moment, cause: str, notices: list[Notice]) -> None:
         episode, today = state.episode, moment.today
@@ -781,13 +776,11 @@ class Engine:
             self._decide(state, moment, cause, rule, facts, notices, scope="episode", key=key,
                          episode_id=episode.episode_id)
 
-    def _fire_invoice_rules(
-        self, state: AccountState, platform: PlatformState, moment: _Moment, cause: str, notices: list[Notice]
-    ) -> None:
+    def _fire_invoice_rules(self, state: AccountState, moment: _Moment, cause: str, notices: list[Notice]) -> None:
         for invoice in list(state.invoices.values()):
             if not self._dunnable(invoice):
                 continue
-            until_due = (self.effective_due(invoice, platform, moment.zone) - moment.today).days
+            until_due = (self.effective_due(invoice, moment.platform, moment.zone) - moment.today).days
             if until_due < 0 or (self._lookahead is not None and until_due > self._lookahead):
                 continue
             due = []
@@ -822,7 +815,7 @@ class Engine:
         return fire
 
     def _fire_event_rules(
-        self, state: AccountState, platform: PlatformState, moment: _Moment, event_type: str, event_id: str,
+        self, state: AccountState, moment: _Moment, event_type: str, event_id: str,
         event_facts: dict[str, Any], notices: list[Notice], invoice_id: str | None = None,
         arrangement_id: str | None = None,
     ) -> None:
@@ -867,7 +860,7 @@ class Engine:
 
     # ----------------------------------------------------------------- release of waiting notices
 
-    def _still_due(self, state: AccountState, platform: PlatformState, pending: Pending, moment: _Moment) -> bool:
+    def _still_due(self, state: AccountState, pending: Pending, moment: _Moment) -> bool:
         """A waiting time-rule notice goes only if its reason still holds when the window opens."""
         if pending.scope == "event":
             arrangement = state.arrangements.get(pending.arrangement_id) if pending.arrangement_id else None
@@ -881,7 +874,7 @@ class Engine:
         invoice = state.invoices.get(pending.invoice_id)
         if invoice is None or not self._dunnable(invoice):
             return False
-        until_due = (self.effective_due(invoice, platform, moment.zone) - moment.today).days
+        until_due = (self.effective_due(invoice, moment.platform, moment.zone) - moment.today).days
         return rule.matches({**facts, "days_until_due": until_due})
 
     def _withdraw(self, state: AccountState, pending: Pending, now: datetime) -> None:
@@ -893,15 +886,13 @@ class Engine:
                 done.remove(pending.rule_id)
         self._journal(state, now, "decision.withdrawn", pending.rule_id, {"notice_id": notice_id(state.account_id, pending.key)})
 
-    def _release(
-        self, state: AccountState, platform: PlatformState, moment: _Moment, cause: str, notices: list[Notice]
-    ) -> None:
+    def _release(self, state: AccountState, moment: _Moment, cause: str, notices: list[Notice]) -> None:
         if not state.pending:
             return
         now, today = moment.now, moment.today
         still = []
         for pending in state.pending:
-            if self._still_due(state, platform, pending, moment):
+            if self._still_due(state, pending, moment):
                 still.append(pending)
             else:
                 self._withdraw(state, pending, now)

@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from rules.model import Ruleset
-from schemas.types import readable
+from schemas.types import error_path, readable
 
 Location = tuple[Any, ...]
 
@@ -132,7 +132,7 @@ def _describe(error: dict[str, Any], document: _Document, source: str) -> str:
         rule_id = entry.get("id") if isinstance(entry, dict) else None
         rule = f" rule {rule_id!r}:" if rule_id else f" rule #{loc[1] + 1}:"
         loc = loc[2:]
-    field = ".".join(str(part) for part in loc if not str(part).startswith(("function-", "union[")))
+    field = error_path(loc)
     if error["type"] == "extra_forbidden":
         message = "unknown field (check its spelling)"
     return f"{where}:{rule} {field + ': ' if field else ''}{message}"

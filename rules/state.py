@@ -19,7 +19,8 @@ JOURNAL_LIMIT = 200
 SEEN_EVENTS_LIMIT = 5000
 
 # One line of an account's audit trail: an event, a notice (notice.<kind>) or a decision behind them
-# (decision.<skipped|withdrawn|suppressed|...>, episode.<started|ended>). A handoff's case file carries them as they are.
+# (decision.<skipped|withdrawn|suppressed|...>, episode.<started|ended>). A handoff's case file carries them
+# as they are.
 JournalEntry = CaseEntry
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from schemas.types import Amount, Currency, Day, PositiveAmount, TimeZoneName, Timestamp, readable
+from schemas.types import Amount, Currency, Day, PositiveAmount, TimeZoneName, Timestamp, error_path, readable
 
 FailureReason = Literal["insufficient_funds", "invalid_payment_method", "system_error", "other"]
 RiskTier = Literal["low", "standard", "high"]
@@ -196,11 +196,7 @@ _validate_json = input_event_adapter.validator.validate_json  # TypeAdapter's ow
 
 def describe_errors(error: ValidationError) -> list[str]:
     """One readable line per problem: the field path and what is wrong with it."""
-    lines = []
-    for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"] if not str(p).startswith(("function-", "tagged-union")))
-        lines.append(f"{where or 'event'}: {readable(item)}")
-    return lines
+    return [f"{error_path(item['loc']) or 'event'}: {readable(item)}" for item in error.errors()]
 
 
 def parse_event(raw: bytes | str) -> InputEvent:

@@ -1,7 +1,7 @@
 """Field types shared by the event and notice contracts.
 
-Every check here runs inside pydantic-core (patterns, bounds, conversions by C callables): decoding an event
-calls no Python function, which is most of what decoding costs.
+Every check here is a pydantic-core schema (patterns, bounds, conversions, custom errors): decoding an event
+calls no Python function, which would otherwise be most of what decoding costs.
 """
 from __future__ import annotations
 
@@ -23,6 +23,11 @@ TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}"
 _QUOTING_ERRORS = frozenset({"amount_text", "amount_sign", "currency_code", "date_text", "time_text"})
 
 
+def error_path(loc: tuple[int | str, ...]) -> str:
+    """The field an error is about, as dotted names, without pydantic's own steps (validator and union names)."""
+    return ".".join(str(part) for part in loc if not str(part).startswith(("function-", "union[", "tagged-union[")))
+
+
 def readable(error: ErrorDetails) -> str:
     """An error's message, with the offending value in front where the message expects it."""
     message = error["msg"].removeprefix("Value error, ")
@@ -32,7 +37,8 @@ def readable(error: ErrorDetails) -> str:
 
 
 def _text(pattern: str, error_type: str, message: str) -> core_schema.CoreSchema:
-    return core_schema.custom_error_schema(core_schema.str_schema(pattern=pattern), error_type, custom_error_message=message)
+    return core_schema.custom_error_schema(core_schema.str_schema(pattern=pattern), error_type,
+                                           custom_error_message=message)
 
 
 def _wire(text: core_schema.CoreSchema, native: core_schema.CoreSchema, checked: core_schema.CoreSchema,
@@ -49,15 +55,15 @@ def _wire(text: core_schema.CoreSchema, native: core_schema.CoreSchema, checked:
 class _AmountType:
     """A decimal string ("120.50"); a JSON number is refused: a binary float cannot carry a cent exactly."""
 
-    lower_bound: str  # "none", "zero" (not negative) or "above_zero"
+    positive: bool  # False: zero or more
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
         text = _text(DECIMAL_PATTERN, "amount_text", 'is not a decimal string such as "120.50"')
-        bounds = {"none": {}, "zero": {"ge": 0}, "above_zero": {"gt": 0}}[self.lower_bound]
-        checked = core_schema.decimal_schema(allow_inf_nan=False, **bounds)
-        if bounds:
-            message = "must not be negative" if self.lower_bound == "zero" else "must be greater than zero"
-            checked = core_schema.custom_error_schema(checked, "amount_sign", custom_error_message=message)
+        if self.positive:
+            bounded, message = core_schema.decimal_schema(allow_inf_nan=False, gt=0), "must be greater than zero"
+        else:
+            bounded, message = core_schema.decimal_schema(allow_inf_nan=False, ge=0), "must not be negative"
+        checked = core_schema.custom_error_schema(bounded, "amount_sign", custom_error_message=message)
         as_text = core_schema.plain_serializer_function_ser_schema(lambda value: format(value, "f"),
                                                                    return_schema=core_schema.str_schema())
         return _wire(text, core_schema.is_instance_schema(Decimal), checked, as_text)
@@ -100,13 +106,12 @@ def _check_timezone(value: str) -> str:
 
 _AMOUNT_SCHEMA = WithJsonSchema({"type": "string", "pattern": DECIMAL_PATTERN, "examples": ["120.50"]})
 
-Amount = Annotated[Decimal, _AmountType("zero"), _AMOUNT_SCHEMA]
-PositiveAmount = Annotated[Decimal, _AmountType("above_zero"), _AMOUNT_SCHEMA]
-SignedAmount = Annotated[Decimal, _AmountType("none"), _AMOUNT_SCHEMA]
+Amount = Annotated[Decimal, _AmountType(positive=False), _AMOUNT_SCHEMA]
+PositiveAmount = Annotated[Decimal, _AmountType(positive=True), _AMOUNT_SCHEMA]
 Currency = Annotated[str, _CurrencyType, WithJsonSchema({"type": "string", "pattern": CURRENCY_PATTERN})]
-TimeZoneName = Annotated[str, AfterValidator(_check_timezone), WithJsonSchema({"type": "string", "examples": ["Asia/Shanghai"]})]
+TimeZoneName = Annotated[str, AfterValidator(_check_timezone),
+                         WithJsonSchema({"type": "string", "examples": ["Asia/Shanghai"]})]
 Timestamp = Annotated[datetime, _TimestampType, WithJsonSchema({"type": "string", "format": "date-time"})]
 Day = Annotated[date, _DayType, WithJsonSchema({"type": "string", "format": "date"})]
 
-__all__ = ["Amount", "PositiveAmount", "SignedAmount", "Currency", "TimeZoneName", "Timestamp", "Day", "datetime",
-           "readable"]
+__all__ = ["Amount", "PositiveAmount", "Currency", "TimeZoneName", "Timestamp", "Day", "error_path", "readable"]
