@@ -131,6 +131,7 @@ class Processor:
     def finish_batch(self) -> BatchResult:
         result, self._batch = self._batch, BatchResult()
         for account_id, (state, source, wakeup) in self._states.items():
+            self._update_position(account_id, state, source.partition)  # once per account, not per event
             result.accounts[account_id] = (encode_account(state, source.partition, wakeup), source)
         self._states.clear()
         return result
@@ -210,7 +211,6 @@ class Processor:
         last_entry = state.journal[-1] if state.journal else None
         self._emit(self.engine.step(state, event, platform)[1], source)
         self._count_happenings(state, last_entry)
-        self._update_position(account_id, state, platform, source.partition, platform.clock or event.occurred_at)
         wakeup = self.engine.wakeup(state, platform)
         self._states[account_id] = (state, source, wakeup)
         if self._wakeups is not None:
@@ -274,9 +274,13 @@ class Processor:
                 outcome = entry.what.removeprefix("decision.arrangement_")
                 self._batch.happenings[(f"arrangement.{outcome}", entry.detail.get("kind", ""))] += 1
 
-    def _update_position(self, account_id: str, state: AccountState, platform: PlatformState, partition: int,
-                         at: datetime) -> None:
+    def _update_position(self, account_id: str, state: AccountState, partition: int) -> None:
+        """The account's standing as of the partition's clock (before its first tick: the account's last event)."""
         if self._positions is None:
+            return
+        platform = self._platforms[partition]  # loaded by the step or the rebuild that brought the account here
+        at = platform.clock or state.evaluated_until or (state.journal[-1].at if state.journal else None)
+        if at is None:
             return
         new = self.engine.portfolio(state, platform, at)
         totals = self._totals.setdefault(partition, {})
@@ -299,10 +303,8 @@ class Processor:
             current = {key: (state, source.partition) for key, (state, source, _) in self._states.items()}
             stored = ((key, (decode_account(raw), account_header(raw)[0])) for key, raw in scan() if key not in current)
             for key, (state, partition) in [*current.items(), *stored]:
-                platform = self._platform(partition, platforms)
-                at = platform.clock or state.evaluated_until
-                if at is not None:
-                    self._update_position(key, state, platform, partition, at)
+                self._platform(partition, platforms)
+                self._update_position(key, state, partition)
         summed: dict[str, dict[str, Decimal]] = {}
         for partition in partitions:
             for currency, figures in self._totals.get(partition, {}).items():
