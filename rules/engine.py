@@ -266,7 +266,7 @@ class Engine:
         since = state.evaluated_until
         if since is None or state.dirty or state.platform_revision != platform.revision:
             return _AT_ONCE
-        zone = self._zone_of(state)
+        zone = self.zone_of(state)
         local = since.astimezone(zone)
         tomorrow = local.date() + timedelta(days=1)
         next_day = self._next_interesting_day(state, platform, zone, tomorrow)
@@ -284,7 +284,7 @@ class Engine:
 
         Aging puts each open invoice in the bucket of its days past due; invoices not being dunned (disputed,
         on a plan in good standing) count as current."""
-        zone = self._zone_of(state)
+        zone = self.zone_of(state)
         today = at.astimezone(zone).date()
         positions: dict[str, Position] = {}
         for invoice in state.invoices.values():
@@ -328,7 +328,8 @@ class Engine:
 
     # ----------------------------------------------------------------- time and facts
 
-    def _zone_of(self, state: AccountState) -> ZoneInfo:
+    def zone_of(self, state: AccountState) -> ZoneInfo:
+        """The account's own time zone, or the ruleset's default."""
         return _zone(state.timezone or self.default_zone)
 
     def _outage_days(self, platform: PlatformState, zone: ZoneInfo) -> _OutageDays:
@@ -374,7 +375,7 @@ class Engine:
         return overdue
 
     def _moment(self, state: AccountState, platform: PlatformState, now: datetime) -> _Moment:
-        zone = self._zone_of(state)
+        zone = self.zone_of(state)
         local = now.astimezone(zone)
         return _Moment(platform, now, zone, local, self._overdue(state, platform, local.date(), zone))
 
@@ -659,7 +660,7 @@ class Engine:
             if not (arrangement.status == "broken"
                     and arrangement.ended_at >= payment.occurred_at >= arrangement.agreed_at):
                 continue
-            zone = self._zone_of(state)
+            zone = self.zone_of(state)
             reason = {"kind": arrangement.kind, "reason": f"late-arriving payment {payment.payment_id}"}
             if arrangement.kind == "promise_to_pay":
                 deadline = self._shift_for_outages(arrangement.promised_date, platform, zone)
@@ -739,7 +740,7 @@ class Engine:
         state.dirty = False
         state.platform_revision = platform.revision
         if state.arrangements:
-            zone = self._zone_of(state)
+            zone = self.zone_of(state)
             self._check_arrangements(state, platform, now, now.astimezone(zone).date(), zone, cause, notices)
         moment = self._moment(state, platform, now)
         self._update_episode(state, moment, cause, notices)

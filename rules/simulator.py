@@ -8,7 +8,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from rules.engine import Engine
 from rules.state import AccountState, PlatformState
@@ -71,21 +71,28 @@ class Simulation:
         return released
 
     def run(self, events: Iterable[InputEvent], every: timedelta | None, until: datetime | None = None) -> None:
-        """Feeds events with ticks every `every` from the first event's time; ticks at or before an event's
-        occurred_at come before it. With `until`, ticks continue after the last event up to that time."""
-        next_tick: datetime | None = None
-        for event in events:
-            if every is not None:
-                next_tick = next_tick or event.occurred_at
-                while next_tick <= event.occurred_at:
-                    self.feed(tick(next_tick))
-                    next_tick += every
+        """Feeds the events with clock ticks between them, as with_ticks schedules them."""
+        for event in with_ticks(events, every, until):
             self.feed(event)
-        if every is not None and until is not None:
-            next_tick = next_tick or until
-            while next_tick <= until:
-                self.feed(tick(next_tick))
-                next_tick += every
 
     def sorted_notices(self) -> list[Notice]:
         return sorted(self.notices, key=lambda n: (n.issued_at, n.account_id, n.notice_id))
+
+
+def with_ticks(events: Iterable[InputEvent], every: timedelta | None, until: datetime | None) -> Iterator[InputEvent]:
+    """The simulator's schedule, which the live publisher keeps too: ticks every `every` from the first event's
+    time, ticks at or before an event's occurred_at before it, and with `until`, ticks after the last event up to
+    that time."""
+    next_tick: datetime | None = None
+    for event in events:
+        if every is not None:
+            next_tick = next_tick or event.occurred_at
+            while next_tick <= event.occurred_at:
+                yield tick(next_tick)
+                next_tick += every
+        yield event
+    if every is not None and until is not None:
+        next_tick = next_tick or until
+        while next_tick <= until:
+            yield tick(next_tick)
+            next_tick += every

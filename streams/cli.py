@@ -15,7 +15,6 @@ from rules.loader import RulesetError, load_ruleset
 from rules.model import Ruleset
 from rules.simulator import Simulation
 from schemas.events import InputEvent, describe_errors, parse_event
-from schemas.notices import Notice
 from streams.explain import account_report, render_report
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
@@ -81,21 +80,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     events, rejected = read_events(Path(args.events), sys.stderr)
     simulation = Simulation(Engine(rulesets[0]))
     simulation.run(events, args.tick, args.until)
-    notices = simulation.sorted_notices()
     if args.explain:
         engine = simulation.engine
         reports = [account_report(engine, simulation.accounts[a], simulation.platform, simulation.platform.clock)
                    for a in sorted(simulation.accounts)]
         sys.stdout.write("\n".join(render_report(report) for report in reports))
     else:
-        write_notices(notices, sys.stdout)
+        for notice in simulation.sorted_notices():
+            sys.stdout.write(notice.to_json().decode() + "\n")
     return 1 if rejected else 0
-
-
-def write_notices(notices: list[Notice], out: TextIO) -> None:
-    for notice in notices:
-        out.write(notice.model_dump_json(exclude_none=True))
-        out.write("\n")
 
 
 def cmd_schemas(args: argparse.Namespace) -> int:
@@ -148,8 +141,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from streams.settings import Settings
 
     settings = Settings()
-    base = args.url or f"http://{'127.0.0.1' if settings.web_host in ('0.0.0.0', '') else settings.web_host}:" \
-                       f"{settings.web_port}"
+    base = args.url or settings.local_url
     request = urllib.request.Request(f"{base}/accounts/{urllib.parse.quote(args.account, safe='')}")
     if settings.web_token:
         request.add_header("Authorization", f"Bearer {settings.web_token.get_secret_value()}")

@@ -20,9 +20,10 @@ from rules.engine import Engine
 from rules.loader import load_ruleset
 from rules.simulator import Simulation
 from schemas.events import parse_event
+from schemas.notices import Notice
 from streams.cli import duration
 from streams.generate import generate, to_jsonl_bytes
-from streams.live import publish, tail
+from streams.live import notice_consumer, publish, tail
 from streams.settings import Settings, TopicNames
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,9 +58,11 @@ async def run(args: argparse.Namespace) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     start = datetime.fromisoformat(args.start)
     events_path = workdir / f"events-{run_id}.jsonl"
-    events_path.write_bytes(b"".join(to_jsonl_bytes(generate(args.accounts, args.days, start, args.seed))))
-    events = [parse_event(line) for line in events_path.read_bytes().splitlines() if line.strip()]
+    lines = to_jsonl_bytes(generate(args.accounts, args.days, start, args.seed))
+    events_path.write_bytes(b"".join(lines))  # for `dunning simulate --explain` afterwards
+    events = [parse_event(line) for line in lines]
     until = start + timedelta(days=args.days)
+    every = duration(args.tick)
     print(f"demo: {len(events)} billing events for {args.accounts} accounts over {args.days} days "
           f"({events_path.relative_to(REPO)}), ticks every {args.tick}")
 
@@ -72,7 +75,7 @@ async def run(args: argparse.Namespace) -> int:
     try:
         printer = asyncio.create_task(tail(settings, from_beginning=True, limit=None, idle_seconds=None))
         began = time.monotonic()
-        await publish(settings, events, duration(args.tick), until, settle=True, out=open(os.devnull, "w"))
+        await publish(settings, events, every, until, settle=True, out=open(os.devnull, "w"))
         await asyncio.sleep(2)  # the last notices reach the printer
         printer.cancel()
         elapsed = time.monotonic() - began
@@ -81,7 +84,7 @@ async def run(args: argparse.Namespace) -> int:
         worker.wait(timeout=30)
 
     simulation = Simulation(Engine(load_ruleset(settings.rules)))
-    simulation.run(events, duration(args.tick), until)
+    simulation.run(events, every, until)
     expected = {n.notice_id: n for n in simulation.notices}
     live = await collect(settings)
     kinds = Counter(n.kind for n in simulation.notices)
@@ -98,17 +101,11 @@ async def run(args: argparse.Namespace) -> int:
     return 0 if not missing and not extra else 1
 
 
-async def collect(settings: Settings) -> dict[str, object]:
-    """Every committed notice on the demo's notice topics, by notice_id."""
-    from aiokafka import AIOKafkaConsumer
-
-    from schemas.notices import Notice
-
-    topics = (settings.topic.reminders, settings.topic.urgent_notices, settings.topic.handoffs)
-    consumer = AIOKafkaConsumer(*topics, **settings.kafka_client_options(), isolation_level="read_committed",
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+async def collect(settings: Settings) -> dict[str, Notice]:
+    """Every notice on the demo's notice topics so far, by notice_id (a redelivered one counts once)."""
+    consumer = notice_consumer(settings, from_beginning=True)
     await consumer.start()
-    notices: dict[str, object] = {}
+    notices: dict[str, Notice] = {}
     try:
         while batch := await consumer.getmany(timeout_ms=2000):
             for records in batch.values():

@@ -16,7 +16,7 @@ from rules.state import AccountState, PlatformState
 def account_report(engine: Engine, state: AccountState, platform: PlatformState, at: datetime | None) -> dict[str, Any]:
     """A JSON-ready picture of the account at `at` (its last evaluation if None)."""
     at = at or state.evaluated_until or datetime.now().astimezone()
-    zone = ZoneInfo(state.timezone or engine.default_zone)
+    zone = engine.zone_of(state)
     today = at.astimezone(zone).date()
     invoices = []
     for invoice in state.invoices.values():

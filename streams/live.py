@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from datetime import datetime, timedelta
-from typing import Iterable, TextIO
+from typing import TextIO
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from schemas.events import PLATFORM_ACCOUNT, InputEvent, tick
+from rules.simulator import with_ticks
+from schemas.events import PLATFORM_ACCOUNT, InputEvent
 from schemas.notices import Notice
 from streams.settings import Settings
 
@@ -48,23 +48,6 @@ class GroupWatcher:
                 raise TimeoutError(f"the worker group {self.settings.app_id!r} did not catch up within "
                                    f"{timeout:.0f} s")
             await asyncio.sleep(0.05)
-
-
-def with_ticks(events: list[InputEvent], every: timedelta | None, until: datetime | None) -> Iterable[InputEvent]:
-    """The simulator's schedule: ticks from the first event's time; ticks at or before an event come first."""
-    next_tick = None
-    for event in events:
-        if every is not None:
-            next_tick = next_tick or event.occurred_at
-            while next_tick <= event.occurred_at:
-                yield tick(next_tick)
-                next_tick += every
-        yield event
-    if every is not None and until is not None:
-        next_tick = next_tick or until
-        while next_tick <= until:
-            yield tick(next_tick)
-            next_tick += every
 
 
 async def publish(settings: Settings, events: list[InputEvent], every: timedelta | None, until: datetime | None,
@@ -120,13 +103,19 @@ def one_line(notice: Notice) -> str:
             f"rule={notice.rule_id} dpd={notice.days_past_due} overdue={owed}  [{notice.notice_id}]")
 
 
+def notice_consumer(settings: Settings, from_beginning: bool) -> AIOKafkaConsumer:
+    """A consumer of the three notice topics, in no group (it commits nothing)."""
+    topics = (settings.topic.reminders, settings.topic.urgent_notices, settings.topic.handoffs)
+    return AIOKafkaConsumer(*topics, **settings.kafka_client_options(),
+                            auto_offset_reset="earliest" if from_beginning else "latest",
+                            enable_auto_commit=False, group_id=None)
+
+
 async def tail(settings: Settings, from_beginning: bool, limit: int | None, idle_seconds: float | None,
                out: TextIO = sys.stdout) -> int:
-    """Prints notices as they are committed; stops after `limit` notices or `idle_seconds` without one."""
-    topics = (settings.topic.reminders, settings.topic.urgent_notices, settings.topic.handoffs)
-    consumer = AIOKafkaConsumer(*topics, **settings.kafka_client_options(), isolation_level="read_committed",
-                                auto_offset_reset="earliest" if from_beginning else "latest",
-                                enable_auto_commit=False, group_id=None)
+    """Prints notices as the broker acknowledges them (a redelivered notice shows again: same notice_id);
+    stops after `limit` notices or `idle_seconds` without one."""
+    consumer = notice_consumer(settings, from_beginning)
     await consumer.start()
     shown = 0
     try:
@@ -138,7 +127,9 @@ async def tail(settings: Settings, from_beginning: bool, limit: int | None, idle
                 continue
             for records in batch.values():
                 for record in records:
-                    print(one_line(Notice.model_validate(json.loads(record.value))), file=out, flush=True)
+                    if limit is not None and shown >= limit:
+                        return shown
+                    print(one_line(Notice.model_validate_json(record.value)), file=out, flush=True)
                     shown += 1
     finally:
         await consumer.stop()

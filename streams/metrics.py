@@ -6,7 +6,6 @@ portfolio. Labels are bounded: currencies, kinds, channels, rule ids, partitions
 """
 from __future__ import annotations
 
-import time
 from typing import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
@@ -78,8 +77,7 @@ class WorkerMetrics:
         Info("dunning_ruleset", "The ruleset the worker runs", registry=registry).info({"version": ruleset_version})
         registry.register(PortfolioCollector(portfolio))
 
-    def record(self, result: BatchResult, acknowledged_at: float | None = None) -> None:
-        acknowledged_at = acknowledged_at or time.time()
+    def record(self, result: BatchResult, acknowledged_at: float) -> None:
         for event_type, count in result.types.items():
             self.events.labels(event_type).inc(count)
         for notice, released_by in zip(result.notices, result.released_by):

@@ -169,8 +169,8 @@ class Processor:
             if source.key is not None and source.key != event.account_id.encode():
                 raise Rejected("key_mismatch", f"message key {source.key!r} is not the account_id "
                                                f"{event.account_id!r}")
-            wanted = partition_for(event.account_id, self.partitions)
-            if self.check_partitioning and wanted != source.partition:
+            wanted = partition_for(event.account_id, self.partitions) if self.check_partitioning else source.partition
+            if wanted != source.partition:
                 raise Rejected("misrouted", f"account {event.account_id!r} belongs on partition {wanted} "
                                             f"(murmur2 of the key), not {source.partition}; use a Java-compatible "
                                             "partitioner (kcat: -X partitioner=murmur2_random)")
@@ -221,10 +221,10 @@ class Processor:
                 self._wake_at[account_id] = wakeup.timestamp()
                 heapq.heappush(self._wakeups.setdefault(source.partition, []), (wakeup.timestamp(), account_id))
 
-    def _platform(self, partition: int, platforms: Store | None) -> PlatformState:
+    def _platform(self, partition: int, platforms: Store) -> PlatformState:
         platform = self._platforms.get(partition)
         if platform is None:
-            raw = platforms.get(str(partition)) if platforms is not None else None
+            raw = platforms.get(str(partition))
             platform = load_platform(raw) if raw is not None else PlatformState()
             self._platforms[partition] = platform
         return platform

@@ -8,6 +8,7 @@ from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_RULES = Path(__file__).resolve().parent.parent / "rules" / "default.yaml"
+_ANY_ADDRESS = ("0.0.0.0", "::", "")  # a web host that means "every interface"
 
 
 class TopicNames(BaseModel):
@@ -90,11 +91,18 @@ class Settings(BaseSettings):
 
     @property
     def canonical_url(self) -> str:
+        """Where other workers reach this one's web side."""
         if self.advertised_url:
             return self.advertised_url
         import socket
 
-        host = socket.gethostname() if self.web_host in ("0.0.0.0", "::", "") else self.web_host
+        host = socket.gethostname() if self.web_host in _ANY_ADDRESS else self.web_host
+        return f"http://{host}:{self.web_port}"
+
+    @property
+    def local_url(self) -> str:
+        """Where a client on this machine reaches the worker's web side."""
+        host = "127.0.0.1" if self.web_host in _ANY_ADDRESS else self.web_host
         return f"http://{host}:{self.web_port}"
 
     def kafka_client_options(self) -> dict[str, object]:

@@ -23,12 +23,12 @@ from typing import Callable, Iterable, Sequence
 
 from rules.engine import Engine
 from rules.loader import load_ruleset
-from rules.simulator import Simulation
+from rules.simulator import Simulation, with_ticks
 from rules.state import AccountState, dump_account
 from schemas.events import PLATFORM_ACCOUNT, InputEvent, parse_event, tick
 from schemas.notices import Notice
 from streams.generate import generate, to_jsonl_bytes
-from streams.live import group_caught_up, with_ticks
+from streams.live import group_caught_up
 from streams.settings import DEFAULT_RULES, Settings, TopicNames
 
 REPO = Path(__file__).resolve().parents[2]
