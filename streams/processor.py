@@ -28,7 +28,7 @@ from schemas.events import (
     describe_errors,
     parse_event,
 )
-from schemas.notices import Notice
+from schemas.notices import NOTICE_KINDS, Notice
 from streams.settings import TopicNames
 
 # Header of a stored account value: "<partition>:<wakeup epoch seconds, or - for none>:" then the state JSON.
@@ -109,6 +109,7 @@ class Processor:
         self.partitions = partitions
         self.check_partitioning = check_partitioning
         self._allowed = {name: topics.for_event_type(name) for name in EVENT_TYPES}
+        self._notice_topics = {kind: topics.for_notice_kind(kind) for kind in NOTICE_KINDS}
         self._wakeups: dict[int, list[tuple[float, str]]] | None = None
         self._wake_at: dict[str, float] = {}  # each indexed account's current wakeup; other heap entries are stale
         self._batch = BatchResult()
@@ -182,14 +183,14 @@ class Processor:
         if not self.engine.apply_platform(platform, event):
             return  # a redelivered tick or outage
         self._batch.platforms[str(source.partition)] = (dump_platform(platform), source)
+        index = self._index(scan).setdefault(source.partition, [])
         if not isinstance(event, ClockTick):
             # New due dates for everyone on this partition: every account looks again at the next tick.
             for account_id in self._accounts_on(source.partition, scan):
                 self._wake_at[account_id] = 0.0
-                heapq.heappush(self._wakeups[source.partition], (0.0, account_id))
+                heapq.heappush(index, (0.0, account_id))
             return
         due_before = event.at.timestamp()
-        index = self._index(scan).setdefault(source.partition, [])
         seen: set[str] = set()
         while index and index[0][0] <= due_before:
             wake, account_id = heapq.heappop(index)
@@ -250,10 +251,10 @@ class Processor:
             self._wakeups, self._wake_at = index, wake_at
         return self._wakeups
 
-    def _accounts_on(self, partition: int, scan: Scan) -> list[str]:
-        self._index(scan).setdefault(partition, [])
-        stored = [key for key, raw in scan() if account_header(raw)[0] == partition]
-        return stored + [key for key, (_, source, _) in self._states.items() if source.partition == partition]
+    def _accounts_on(self, partition: int, scan: Scan) -> set[str]:
+        """Every account of the partition: stored ones, and this batch's new ones not stored yet."""
+        stored = {key for key, raw in scan() if account_header(raw)[0] == partition}
+        return stored | {key for key, (_, source, _) in self._states.items() if source.partition == partition}
 
     # ----------------------------------------------------------------- portfolio figures
 
@@ -326,7 +327,7 @@ class Processor:
         for notice in notices:
             self._batch.notices.append(notice)
             self._batch.released_by.append(source.timestamp_ms)
-            self._batch.outgoing.append(Outgoing(self.topics.for_notice_kind(notice.kind), notice.account_id.encode(),
+            self._batch.outgoing.append(Outgoing(self._notice_topics[notice.kind], notice.account_id.encode(),
                                                  notice.to_json(), source.partition))
 
     def _dead_letter(self, source: Source, rejected: Rejected) -> None:
