@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from livekit import REPO, eventually, free_port, items_from_lines, phases, schedule, simulate_in_order, \
+from livekit import DUNNING, REPO, eventually, free_port, items_from_lines, phases, schedule, simulate_in_order, \
     wait_assignment
 from streams.processor import partition_for
 
@@ -108,15 +108,14 @@ def query(port: int, promql: str) -> list[dict]:
 
 
 @pytest.mark.skipif(PROMETHEUS is None, reason="prometheus (Debian package) not installed; .ci/run installs it")
-def test_two_workers_report_the_portfolio_and_prometheus_sums_it(namespace, workers, kcat, probe, tmp_path):
+def test_two_workers_report_the_portfolio_and_prometheus_sums_it(namespace, workers, kcat, probe, publisher,
+                                                                 tmp_path):
     base_env = namespace.env
     namespace.env = lambda state_dir, port: {**base_env(state_dir, port), "DUNNING_WEB_TOKEN": TOKEN}
     first, second = workers("a"), workers("b")
     shares = wait_assignment(probe, [first, second])
     ordered = workload()
-    from livekit import Publisher
-
-    Publisher(namespace, kcat, probe).run(phases(ordered, namespace.topics), workers=[first, second])
+    publisher.run(phases(ordered, namespace.topics), workers=[first, second])
     expected = expected_portfolio(simulate_in_order(ordered))
     assert expected
 
@@ -156,7 +155,7 @@ def test_two_workers_report_the_portfolio_and_prometheus_sums_it(namespace, work
     assert report["served_by"].endswith(f":{owner.web_port}")
     assert [e["detail"]["rule_id"] for e in report["timeline"] if e["what"] == "notice.urgent_notice"][:2] == [
         "promise-broken", "demand-letter"]
-    explained = subprocess.run([str(Path(__import__("sys").executable).with_name("dunning")), "explain", account,
+    explained = subprocess.run([str(DUNNING), "explain", account,
                                 "--url", f"http://127.0.0.1:{other.web_port}"], capture_output=True, text=True,
                                env={"PATH": "/usr/bin:/bin", "DUNNING_WEB_TOKEN": TOKEN})
     assert explained.returncode == 0, explained.stderr

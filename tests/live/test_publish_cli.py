@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import subprocess
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from livekit import DUNNING, REPO, compare_notices, items_from_lines, simulate
+from livekit import DUNNING, REPO, WORKLOAD_START, compare_notices, items_from_lines, simulate
 
 from streams.generate import generate, to_jsonl_bytes
 
 pytestmark = pytest.mark.broker
 
-START = datetime.fromisoformat("2026-11-01T09:00:00+08:00")
+START = WORKLOAD_START
 
 
 @pytest.mark.live_namespace(commit_interval=0.1)

@@ -10,8 +10,8 @@ import pytest
 
 from rules.engine import Engine
 from rules.loader import load_ruleset
-from rules.simulator import Simulation
-from schemas.events import parse_event, tick
+from rules.simulator import Simulation, with_ticks
+from schemas.events import parse_event
 from streams.processor import Processor, Source, account_header, partition_for
 from streams.settings import TopicNames
 
@@ -52,18 +52,7 @@ def messages(events, every: timedelta, until):
         offsets[(topic, partition)] = offset + 1
         return Source(topic, partition, offset, key, value)
 
-    next_tick = None
-    schedule = []
-    for event in events:
-        next_tick = next_tick or event.occurred_at
-        while next_tick <= event.occurred_at:
-            schedule.append(tick(next_tick))
-            next_tick += every
-        schedule.append(event)
-    while next_tick <= until:
-        schedule.append(tick(next_tick))
-        next_tick += every
-    for event in schedule:
+    for event in with_ticks(events, every, until):
         value = event.model_dump_json().encode()
         if event.account_id == "*":
             for partition in range(PARTITIONS):
@@ -121,6 +110,7 @@ def test_a_new_worker_continues_from_the_tables_alone():
     first, _ = run(Processor(engine(), TOPICS, PARTITIONS), tables, sources[:half], batch=len(sources))
     # A new worker (empty wakeup index, no cache) continues from the tables alone.
     second, _ = run(Processor(engine(), TOPICS, PARTITIONS), tables, sources[half:], batch=50)
+    assert second  # the second worker had notices of its own to send
     simulation = Simulation(engine())
     simulation.run(events, timedelta(hours=1), until)
     assert sorted(n.notice_id for n in first + second) == sorted(n.notice_id for n in simulation.notices)
