@@ -358,7 +358,8 @@ class Engine:
     @staticmethod
     def _dunnable(invoice: InvoiceState) -> bool:
         """Open, undisputed, owing money, and not carried by an installment plan in good standing."""
-        return invoice.status == "open" and not invoice.disputed and invoice.plan_id is None and invoice.balance > ZERO
+        return (invoice.status == "open" and not invoice.disputed and invoice.plan_id is None
+                and invoice.amount > invoice.paid)
 
     def _overdue(self, state: AccountState, platform: PlatformState, today: date, zone: ZoneInfo) -> Overdue:
         outages = self._outage_days(platform, zone) if platform.outages else None  # looked up once, not per invoice
