@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import TypeAdapter
 
-from schemas import deadletter, events, notices
+from schemas import audit, deadletter, events, notices
 
 SCHEMA_DIR = Path(__file__).parent / "json"
 
@@ -26,6 +26,7 @@ CONTRACTS: dict[str, object] = {
     "input-event": events.InputEvent,
     "notice": notices.Notice,
     "dead-letter": deadletter.DeadLetter,
+    "audit": audit.AuditRecord,
 }
 
 

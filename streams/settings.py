@@ -23,6 +23,7 @@ class TopicNames(BaseModel):
     urgent_notices: str = "dunning.urgent-notices"
     handoffs: str = "dunning.handoffs"
     dead_letter: str = "dunning.dead-letter"
+    audit: str = "dunning.audit"
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -30,7 +31,7 @@ class TopicNames(BaseModel):
 
     @property
     def outputs(self) -> tuple[str, ...]:
-        return (self.reminders, self.urgent_notices, self.handoffs, self.dead_letter)
+        return (self.reminders, self.urgent_notices, self.handoffs, self.dead_letter, self.audit)
 
     def for_event_type(self, event_type: str) -> str:
         """Where a billing system publishes each event type (platform-wide ones go to the clock topic)."""
