@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     tick_interval: float = Field(default=3600.0, gt=0, description="seconds between clock ticks")
     clock_enabled: bool = Field(default=True, description="false when something else publishes the ticks (tests)")
     log_level: str = "info"
-    batch_size: int = Field(default=500, ge=1)
+    batch_size: int = Field(default=2000, ge=1)
     batch_seconds: float = Field(default=0.05, gt=0)
     commit_interval: float = Field(default=1.0, gt=0, description="seconds between offset commits")
     session_timeout: float = Field(default=10.0, gt=0, description="seconds before a dead worker's partitions move")
