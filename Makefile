@@ -4,7 +4,7 @@ VENV   := .venv
 STAMP  := $(VENV)/.installed
 KAFKA  := tools/kafka/kafka-local
 
-.PHONY: venv broker-start broker-stop broker-status test demo
+.PHONY: venv broker-start broker-stop broker-status test demo bench
 
 venv: $(STAMP)
 
@@ -29,3 +29,7 @@ test: venv
 # a month of generated billing for 300 accounts through a live worker on the local broker
 demo: venv broker-start
 	$(VENV)/bin/python -m streams.demo $(DEMO_ARGS)
+
+# every live-path figure of issue #8 in one run (bench/README.md); BENCH_ARGS=--quick for a one-minute smoke run
+bench: venv broker-start
+	$(VENV)/bin/python bench/live.py --bootstrap "$$($(KAFKA) bootstrap)" $(BENCH_ARGS)

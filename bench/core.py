@@ -95,17 +95,22 @@ def build_lines(total: int, accounts: int, template_accounts: int, seed: int, ti
             outages += 1
             continue
         index = int(event["account_id"].rsplit("-", 1)[1])
-        mark = b"-%06d" % index  # every id derived from the account carries "-<6-digit index>"
         for replica in range(replicas):
             target = replica * template_accounts + index
             if target >= accounts or inputs >= total:
                 continue
-            out.append(line if replica == 0 else line.replace(mark, b"-%06d" % target))
+            out.append(renamed(line, index, target))
             inputs += 1
     meta = {"input_events": inputs, "ticks": ticks, "tick_minutes": tick_every.total_seconds() / 60,
             "outages": outages, "days_generated": days, "template_accounts": template_accounts, "replicas": replicas,
             "stream_start": START.isoformat(), "stream_end": last_at.isoformat() if last_at else None}
     return out, meta
+
+
+def renamed(raw: bytes, index: int, target: int) -> bytes:
+    """An event line or stored state of template account `index`, rewritten for account `target`: every id
+    derived from an account carries "-<6-digit index>", and the rewrite keeps lengths (binary codecs stay valid)."""
+    return raw if index == target else raw.replace(b"-%06d" % index, b"-%06d" % target)
 
 
 def _tick_line(at: datetime) -> bytes:
@@ -217,7 +222,7 @@ def summarise(result: dict, meta: dict, profiled: bool) -> dict:
         "bench": "core",
         "date": date.today().isoformat(),
         "python": host.python_version(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "profiled": profiled,
         "gc_threshold": list(gc.get_threshold()),
         "input_events": result["input_events"],
@@ -244,7 +249,7 @@ def _rate(count: int, seconds: float) -> int | None:
     return round(count / seconds) if seconds else None
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

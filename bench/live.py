@@ -1,0 +1,182 @@
+"""`make bench`: the live path end to end on the local broker, every figure of issue #8 in one run.
+
+    .venv/bin/python bench/live.py                 # full size, about 10 minutes here
+    .venv/bin/python bench/live.py --quick         # small sizes, a smoke test (tests/live/test_bench_live.py)
+
+One broker, one generated event file (streams.generate, 10,000 accounts over 60 days, seed 5) pre-filled on 4
+partitions of the input topics (murmur2, as `dunning publish` sends), and then, in this order: (a) the raw
+aiokafka ceiling, (b) the engine in a plain aiokafka loop, (c) a naive Faust agent, (d) `dunning worker`, one
+process and then two in one group; (g) the bytes (d)'s single worker wrote to its accounts changelog; (e) the
+clock sweep and (i) the restore at 10k and 100k accounts; (f) peak RSS along the way; (h) state bytes per
+account after 180 days, offline. bench/README.md says how each figure is measured. Writes
+bench/results/<UTC date>.json and .png and prints the targets, met or not. Every topic it makes is deleted at the
+end; the logs of a failed run are kept (their folder is printed).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from core import START, cpu_name  # first: core puts the repository on sys.path
+import loops
+import report
+from broker import TABLES, Broker, Run, changelog
+from procs import start_naive_agent, start_worker, timed
+from states import simulate, state_sizes
+from streams.generate import generate, to_jsonl_bytes
+from streams.settings import Settings
+from streams.topics import ensure_topics
+from streams.worker import WORKER_GC_THRESHOLD
+from sweep import Plan, run_sweep
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Sizes:
+    accounts: int = 10_000
+    days: int = 60
+    seed: int = 5
+    partitions: int = 4
+    sweep_replicas: tuple[int, ...] = (1, 10)  # clock sweep and restore at accounts x each
+    due_share: float = 0.01
+    ticks: int = 6  # per sweep: the first after start (it builds the tick index), then the steady ones
+    state_accounts: int = 3_000
+    state_days: int = 180
+    timeout: float = 600  # per contender
+
+
+FULL = Sizes()
+QUICK = Sizes(accounts=500, days=20, sweep_replicas=(1, 3), ticks=3, state_accounts=200, state_days=40, timeout=180)
+
+
+def log(message: str, since: float) -> None:
+    print(f"[{time.perf_counter() - since:6.0f} s] {message}", file=sys.stderr, flush=True)
+
+
+async def measure(sizes: Sizes, bootstrap: str, workdir: Path, began: float, profile: Path | None) -> dict:
+    run = Run(bootstrap, sizes.partitions)
+    lines = to_jsonl_bytes(generate(sizes.accounts, sizes.days, START, sizes.seed))
+    (workdir / "events.jsonl").write_bytes(b"".join(lines))
+    result: dict = {"workload": {"accounts": sizes.accounts, "days": sizes.days, "seed": sizes.seed,
+                                 "partitions": sizes.partitions, "lines": len(lines), "topics_prefix": run.prefix,
+                                 "input_mean_bytes": round(sum(len(line) - 1 for line in lines) / len(lines), 1)},
+                    "throughput": {}, "peak_rss_mb": {}}
+    async with Broker(bootstrap) as broker:
+        try:
+            inputs = run.settings("input", "prefill")
+            partitions = run.input_partitions(inputs)
+            await ensure_topics(inputs)
+            await broker.prefill(inputs, lines)
+            total = sum((await broker.end_offsets(partitions)).values())
+            result["workload"]["input_messages"] = total
+            log(f"{total:,} input messages on {len(partitions)} partitions ({run.prefix})", began)
+
+            def contender(app: str) -> Settings:
+                return run.settings("input", app)
+
+            throughput = result["throughput"]
+            for name, handler in (("a_raw_aiokafka", loops.raw_ceiling), ("b_engine_loop", loops.engine_loop)):
+                gc.collect()
+                throughput[name] = await loops.consume(broker, contender(name), partitions, handler())
+                log(f"{name}: {throughput[name]['events_per_s']:,} events/s", began)
+
+            naive = contender("c-naive")
+            throughput["c_naive_faust"] = await timed(broker, naive, partitions, [start_naive_agent(
+                naive, workdir, "c-naive")], sizes.timeout)
+            log(f"c_naive_faust: {throughput['c_naive_faust']['events_per_s']:,} events/s", began)
+
+            one = contender("d1-worker")
+            # created here without compaction, so that the broker cannot shrink what (g) counts
+            await broker.create_topics([changelog(one, TABLES[0])], sizes.partitions, {"cleanup.policy": "delete"})
+            throughput["d1_worker"] = await timed(broker, one, partitions, [start_worker(one, workdir, "d1-worker")],
+                                                  sizes.timeout, profile)
+            log(f"d1_worker: {throughput['d1_worker']['events_per_s']:,} events/s", began)
+            two = contender("d2-workers")
+            throughput["d2_workers"] = await timed(broker, two, partitions, [
+                start_worker(two, workdir, f"d2-worker-{n}") for n in (1, 2)], sizes.timeout)
+            log(f"d2_workers: {throughput['d2_workers']['events_per_s']:,} events/s", began)
+            for name in ("c_naive_faust", "d1_worker", "d2_workers"):
+                result["peak_rss_mb"][name] = throughput[name].pop("peak_rss_mb")
+
+            records, size = await broker.topic_bytes(changelog(one, TABLES[0]), sizes.partitions)
+            result["changelog"] = {
+                "records": records, "bytes": size, "bytes_per_event": round(size / total),
+                "input_mean_bytes": result["workload"]["input_mean_bytes"],
+                "ratio": round(size / total / result["workload"]["input_mean_bytes"], 2)}
+            log(f"changelog: {size / 1e6:,.1f} MB in {records:,} records", began)
+
+            simulation = simulate(lines, START + timedelta(days=sizes.days))
+            log(f"simulated {len(simulation.accounts):,} accounts with hourly ticks", began)
+            result["clock_sweep"] = []
+            for replicas in sizes.sweep_replicas:
+                plan = Plan(simulation, replicas, sizes.due_share, sizes.ticks, sizes.seed)
+                name = f"sweep-{plan.accounts}"
+                sweep = await run_sweep(broker, run, plan, workdir, name)
+                result["peak_rss_mb"][name] = sweep.pop("peak_rss_mb")
+                result["clock_sweep"].append(sweep)
+                log(f"{name}: restore {sweep['restore']['seconds']} s, {sweep['tick_s']} s per tick", began)
+        finally:
+            log(f"deleted {await broker.delete_run_topics(run.prefix)} topics of {run.prefix}", began)
+    result["state"] = state_sizes(sizes.state_accounts, sizes.state_days, sizes.seed, sizes.partitions)
+    log(f"state sizes: mean {result['state']['mean_bytes']:,} bytes", began)
+    return result
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: checks that everything runs")
+    parser.add_argument("--bootstrap", default=Settings().bootstrap_servers,
+                        help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:19092)")
+    parser.add_argument("--results", type=Path, default=REPO / "bench" / "results", help="where the JSON and PNG go")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy samples the single worker (d) into <results>/<date>-worker.pyspy.txt")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    gc.set_threshold(*WORKER_GC_THRESHOLD)  # the worker's, for (a) and (b) in this process
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)  # not its retries while new topics elect leaders
+    began, now = time.perf_counter(), datetime.now(timezone.utc)
+    workdir = Path(tempfile.mkdtemp(prefix="dunning-bench-"))
+    load = os.getloadavg()[0]
+    stem = args.results / f"{now:%Y-%m-%d}"
+    args.results.mkdir(parents=True, exist_ok=True)
+    try:
+        result = asyncio.run(measure(sizes, args.bootstrap, workdir, began,
+                                     stem.with_name(f"{stem.name}-worker.pyspy.txt") if args.profile else None))
+    except BaseException:
+        print(f"bench: failed; the logs are in {workdir}", file=sys.stderr)
+        raise
+    shutil.rmtree(workdir)
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", "rules", "schemas", "streams")
+    result = {"bench": "live", "mode": "quick" if args.quick else "full", "utc": now.isoformat(timespec="seconds"),
+              "commit": git("rev-parse", "--short", "HEAD") + ("+changes" if changed else ""),
+              "python": platform.python_version(), "cpu": cpu_name(), "cores": os.cpu_count(),
+              "load": [load, os.getloadavg()[0]], "sizes": asdict(sizes), **result,
+              "seconds": round(time.perf_counter() - began)}
+    result["targets"] = report.targets(result)
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    report.chart(result, stem.with_suffix(".png"))
+    print(report.summary(result))
+    print(f"\nwrote {stem}.json and {stem}.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Contenders (c) and (d) of bench/live.py: Faust processes (the naive agent, `dunning worker`), timed from outside.
+
+A Faust process logs "[^---Recovery]: Worker ready" with a millisecond timestamp each time its streams resume
+after an assignment and the table recovery that goes with it; it starts fetching input then. The window of a
+contender opens at the latest such line of any of its processes (so start-up, joining the group, any later
+rebalance and the recoveries are all before it) and closes when the broker reports the group's committed
+offsets at the end of every input partition (polled every 0.1 s). The events counted are those the group had
+not committed when the window opened.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from aiokafka import TopicPartition
+
+from broker import Broker, wait_until, worker_env
+from streams.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+DUNNING = Path(sys.executable).with_name("dunning")
+NAIVE_AGENT = Path(__file__).with_name("naive_agent.py")
+PY_SPY = Path(sys.executable).with_name("py-spy")
+KAFKA_LOCAL = REPO / "tools" / "kafka" / "kafka-local"
+STREAMS_RESUMED = b"[^---Recovery]: Worker ready"
+RECOVERY_STARTED = b"[^---Recovery]: Restoring state from changelog topics..."
+WORKER_READY = b"[^Worker]: Ready"  # once per process, after its first assignment's recovery
+_FAUST_TIME = re.compile(rb"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Proc:
+    """A Faust process whose log goes to a file; its peak RSS is read just before it is stopped."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], workdir: Path):
+        self.name = name
+        self.log_path = workdir / f"{name}.log"
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(argv, env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT)
+        self.started = time.time()
+        self.peak_rss_mb: float | None = None
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited ({self.proc.returncode})\n{self.tail()}")
+
+    def logged(self, marker: bytes) -> list[float]:
+        """Wall-clock times, from Faust's own timestamps, of the log lines containing `marker`."""
+        return [datetime.strptime(found.group(1).decode(), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                for line in self.log_path.read_bytes().splitlines()
+                if marker in line and (found := _FAUST_TIME.match(line))]
+
+    async def wait_logged(self, marker: bytes, timeout: float) -> float:
+        async def seen():
+            self.check_alive()
+            return self.logged(marker)
+
+        return (await wait_until(seen, timeout, f"{self.name} to log {marker.decode()!r}"))[-1]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text().splitlines()
+            hwm = next(line for line in status if line.startswith("VmHWM:"))
+            self.peak_rss_mb = round(int(hwm.split()[1]) / 1024, 1)
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        return f"----- last {len(text)} lines of {self.log_path} -----\n" + "\n".join(text)
+
+
+def start_worker(settings: Settings, workdir: Path, name: str) -> Proc:
+    """`dunning worker` (the console script), with its own empty state dir and web port."""
+    return Proc(name, [str(DUNNING), "worker"], worker_env(settings, workdir / f"{name}-state", free_port()),
+                workdir)
+
+
+def start_naive_agent(settings: Settings, workdir: Path, name: str) -> Proc:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "BENCH_APP_ID": settings.app_id,
+           "BENCH_TOPICS": ",".join(settings.topic.inputs), "BENCH_PARTITIONS": str(settings.partitions),
+           "BENCH_STATE_DIR": str(workdir / f"{name}-state")}
+    return Proc(name, [sys.executable, str(NAIVE_AGENT), "worker", "-l", "info"], env, workdir)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def local_broker_pid(bootstrap: str) -> int | None:
+    """The pid of tools/kafka/kafka-local's broker when it is the one at `bootstrap`, else None."""
+    said = subprocess.run([str(KAFKA_LOCAL), "status"], capture_output=True, text=True).stdout
+    found = re.search(r"pid (\d+)\) on (\S+)", said)
+    return int(found.group(1)) if found and found.group(2) == bootstrap else None
+
+
+def cpu_clocks(procs: list[Proc], broker_pid: int | None) -> dict[str, float]:
+    """CPU seconds so far: each process, the broker (when local), and all cores less idle and iowait."""
+    clocks = {proc.name: process_cpu_seconds(proc.proc.pid) for proc in procs}
+    if broker_pid:
+        clocks["broker"] = process_cpu_seconds(broker_pid)
+    ticks = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    clocks["machine"] = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+    return clocks
+
+
+async def timed(broker: Broker, settings: Settings, partitions: list[TopicPartition], procs: list[Proc],
+                timeout: float, profile: Path | None = None) -> dict:
+    """Times a contender's processes through the input (see the module's docstring), then stops them. With
+    `profile`, py-spy samples the first process from its first "Worker ready" on, into that file (collapsed
+    stacks, as flamegraph tools and speedscope read them)."""
+    spy: subprocess.Popen | None = None
+    broker_pid = local_broker_pid(settings.bootstrap_servers)
+    try:
+        ends = await broker.end_offsets(partitions)
+        samples: list[tuple[float, int, dict[str, float]]] = []  # (time, committed messages, cpu_clocks)
+
+        async def caught_up() -> bool:
+            nonlocal spy
+            for proc in procs:
+                proc.check_alive()
+            if profile and spy is None and procs[0].logged(STREAMS_RESUMED):
+                spy = subprocess.Popen([str(PY_SPY), "record", "--pid", str(procs[0].proc.pid), "--rate", "100",
+                                        "--nonblocking", "--format", "raw", "--output", str(profile)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            committed = await broker.committed(settings.app_id, partitions)
+            samples.append((time.time(), sum(committed.values()), cpu_clocks(procs, broker_pid)))
+            return all(committed[tp] >= ends[tp] for tp in partitions)
+
+        await wait_until(caught_up, timeout, f"{settings.app_id} to commit every input message")
+        closed, _, cpu_closed = samples[-1]
+        opened = max(proc.logged(STREAMS_RESUMED)[-1] for proc in procs)
+        at, committed, cpu_opened = [s for s in samples if s[0] <= opened][-1]
+    finally:
+        for proc in procs:
+            proc.stop()
+        if spy:
+            spy.wait(timeout=60)  # it writes the profile when the process it samples has gone
+    total, seconds = sum(ends.values()), closed - opened
+    return {
+        "messages": total, "counted": total - committed, "seconds": round(seconds, 3),
+        "events_per_s": round((total - committed) / seconds),
+        "startup_excluded_s": round(opened - min(proc.started for proc in procs), 3),
+        "assignments": sum(len(proc.logged(STREAMS_RESUMED)) for proc in procs),
+        # cores each kept busy in the window, on average: a 2-core machine is saturated at 2
+        "cpu_cores": {name: round((cpu_closed[name] - cpu_opened[name]) / (closed - at), 2) for name in cpu_closed},
+        "peak_rss_mb": [proc.peak_rss_mb for proc in procs],
+    }
