@@ -1,0 +1,152 @@
+"""The dunning engine: a deterministic step (account state, event) -> notices, with no I/O and no wall clock.
+
+Time enters only through clock ticks. Time rules are judged at ticks; events change balances and fire event
+rules. The offline simulator and the live worker both call `Engine.step`, so the simulator is the oracle.
+`step` updates the state it is given in place (callers own their state) and returns the notices it released.
+
+The modules, by concern: `moment` (zones, outages, due dates, facts), `ledger` (balances and the event
+appliers), `arrangements`, `episodes` (which rules fire and what they decide), `delivery` (waiting notices),
+`notices` (what goes out), `wakeup` (when to look again), `portfolio`, `rulebook` (compiled rules) and
+`outcome` (what a step produced, and its audit lines). Engine composes them.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from rules.engine.arrangements import Arrangements, cancelled
+from rules.engine.delivery import WEEK_DAYS, Delivery
+from rules.engine.episodes import Episodes
+from rules.engine.ledger import APPLIERS
+from rules.engine.moment import Calendar, Overdue, effective_due, paused
+from rules.engine.notices import CASE_FILE_LIMIT, NoticeIssuer, notice_id
+from rules.engine.outcome import Outcome, record
+from rules.engine.portfolio import AGING_BUCKETS, Position, aging_bucket, positions
+from rules.engine.rulebook import Rulebook
+from rules.engine.wakeup import Wakeups
+from rules.model import Ruleset
+from rules.state import SEEN_EVENTS_LIMIT, AccountState, InvoiceState, Outage, PlatformState
+from schemas.events import (
+    ArrangementCancelled,
+    ClockTick,
+    ExtensionAgreed,
+    InputEvent,
+    InstallmentsAgreed,
+    PaymentReceived,
+    PlatformOutage,
+    PromiseToPayAgreed,
+)
+from schemas.notices import Notice
+
+__all__ = [
+    "AGING_BUCKETS", "CASE_FILE_LIMIT", "WEEK_DAYS", "Engine", "Outcome", "Overdue", "Position", "aging_bucket",
+    "notice_id",
+]
+
+
+class Engine:
+    def __init__(self, ruleset: Ruleset):
+        self.ruleset = ruleset
+        self.version = ruleset.version
+        currency = ruleset.defaults.currency
+        self.calendar = Calendar(ruleset.defaults.timezone, currency)
+        self.rulebook = Rulebook(ruleset)
+        issuer = NoticeIssuer(ruleset.version)
+        self.arrangements = Arrangements(self.calendar, currency)
+        self.episodes = Episodes(self.rulebook, issuer)
+        self.delivery = Delivery(self.rulebook, ruleset.contact_window, ruleset.limits, issuer)
+        self.wakeups = Wakeups(self.calendar, self.rulebook.lookahead, ruleset.contact_window)
+        # Each account event type's effect on the state; returns the audit detail ("ignored" when moot).
+        agreed = self.arrangements.agreed
+        self._appliers = {**APPLIERS, ExtensionAgreed: agreed, PromiseToPayAgreed: agreed,
+                          InstallmentsAgreed: agreed, ArrangementCancelled: cancelled}
+
+    # ----------------------------------------------------------------- entry points
+
+    def new_account(self, account_id: str) -> AccountState:
+        return AccountState(account_id=account_id)
+
+    def apply_platform(self, platform: PlatformState, event: InputEvent) -> bool:
+        """Platform-wide events: the clock and outages. True when the event changed the platform state."""
+        if isinstance(event, ClockTick):
+            if platform.clock is None or event.at > platform.clock:
+                platform.clock = event.at
+                return True
+            return False
+        if isinstance(event, PlatformOutage):
+            if event.outage_id in platform.outages:
+                return False
+            platform.outages[event.outage_id] = Outage(event.start, event.end, event.grace_days)
+            platform.revision += 1
+            return True
+        return False
+
+    def step(
+        self, state: AccountState, event: InputEvent, platform: PlatformState
+    ) -> tuple[AccountState, list[Notice]]:
+        """Applies one event (or tick) to one account; returns the state and the notices released."""
+        out = Outcome(state)
+        apply = self._appliers.get(type(event))
+        if apply is None:  # the clock, or a platform-wide event (see apply_platform)
+            if isinstance(event, ClockTick) and (state.evaluated_until is None or event.at > state.evaluated_until):
+                self._evaluate(out, platform, event)
+            return state, out.notices
+        event_id, seen = event.event_id, state.seen
+        if event_id in seen:
+            return state, out.notices
+        seen[event_id] = None
+        if len(seen) > SEEN_EVENTS_LIMIT:
+            del seen[next(iter(seen))]
+        self._apply(out, platform, event, apply)
+        return state, out.notices
+
+    def wakeup(self, state: AccountState, platform: PlatformState) -> datetime | None:
+        """The earliest instant a tick could change this account (None: none until an event arrives)."""
+        return self.wakeups.wakeup(state, platform)
+
+    def portfolio(self, state: AccountState, platform: PlatformState, at: datetime) -> dict[str, Position]:
+        """The account's standing per currency at `at`, for portfolio metrics and aging reports."""
+        zone = self.zone_of(state)
+        return positions(state, at.astimezone(zone).date(), self.calendar.outages(platform, zone))
+
+    def zone_of(self, state: AccountState) -> ZoneInfo:
+        return self.calendar.zone_of(state)
+
+    def effective_due(self, invoice: InvoiceState, platform: PlatformState, zone: ZoneInfo) -> date:
+        return effective_due(invoice, self.calendar.outages(platform, zone))
+
+    # ----------------------------------------------------------------- one event, one tick
+
+    def _apply(self, out: Outcome, platform: PlatformState, event: InputEvent, apply) -> None:
+        state, event_id = out.state, event.event_id
+        occurred, clock = event.occurred_at, platform.clock
+        now = occurred if clock is None or occurred > clock else clock
+        state.dirty = True
+        line = record(out, occurred, event.type, event_id, {})  # before the decisions the event causes
+        line.detail = detail = apply(state, event)
+        moot = "ignored" in detail
+        if type(event) is PaymentReceived and state.arrangements and not moot:  # it may keep what a tick broke
+            self.arrangements.rejudge(out, platform, event, now)
+        moment = self.calendar.moment(state, platform, now)
+        if event.type in self.rulebook.event and not moot:
+            self.episodes.fire_event_rules(out, moment, event)
+        self.episodes.update(out, moment, event_id)
+        if state.pending:
+            self.delivery.release(out, moment, event_id)
+
+    def _evaluate(self, out: Outcome, platform: PlatformState, tick: ClockTick) -> None:
+        state, now, cause = out.state, tick.at, tick.event_id
+        state.evaluated_until = now
+        state.dirty = False
+        state.platform_revision = platform.revision
+        if state.arrangements:
+            for broken in self.arrangements.judge(out, platform, now):
+                self.episodes.arrangement_broken(out, self.calendar.moment(state, platform, now), broken)
+        moment = self.calendar.moment(state, platform, now)
+        self.episodes.update(out, moment, cause)
+        if not paused(state):
+            if state.episode is not None:
+                self.episodes.fire_episode_rules(out, moment, cause)
+            if self.rulebook.invoice:
+                self.episodes.fire_invoice_rules(out, moment, cause)
+        self.delivery.release(out, moment, cause)

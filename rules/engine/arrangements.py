@@ -1,0 +1,175 @@
+"""Arrangements: extensions, promises to pay and installment plans; agreed, cancelled, judged at ticks, and
+judged again when a payment made before a break arrives after it."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Iterator
+from zoneinfo import ZoneInfo
+
+from rules.engine.moment import Calendar, OutageDays, shifted
+from rules.engine.outcome import Outcome, record
+from rules.state import ZERO, AccountState, ArrangementState, InstallmentState, InvoiceState, PlatformState
+from schemas.events import ArrangementCancelled, ExtensionAgreed, InstallmentsAgreed, PaymentReceived, PromiseToPayAgreed
+
+
+class Arrangements:
+    def __init__(self, calendar: Calendar, currency: str):
+        self.calendar = calendar
+        self.currency = currency  # an arrangement's unless it names its own
+
+    def agreed(self, state: AccountState, event: ExtensionAgreed | PromiseToPayAgreed | InstallmentsAgreed
+               ) -> dict[str, str]:
+        detail = {"arrangement_id": event.arrangement_id, "kind": event.kind}
+        if event.arrangement_id in state.arrangements:
+            detail["ignored"] = "arrangement already known"
+            return detail
+        arrangement = ArrangementState(
+            event.arrangement_id, event.kind, event.occurred_at, event.currency or self.currency
+        )
+        if isinstance(event, ExtensionAgreed):
+            arrangement.new_due_date = event.new_due_date
+            for invoice in _covered(state, event.invoice_ids):
+                invoice.extended_to = event.new_due_date
+                invoice.extension_id = event.arrangement_id
+                arrangement.invoice_ids.append(invoice.invoice_id)
+        elif isinstance(event, PromiseToPayAgreed):
+            arrangement.promised_date = event.promised_date
+            arrangement.amount = event.amount
+        else:
+            arrangement.schedule = [InstallmentState(item.due_date, item.amount) for item in event.schedule]
+            for invoice in _covered(state, event.invoice_ids):
+                invoice.plan_id = event.arrangement_id
+                arrangement.invoice_ids.append(invoice.invoice_id)
+        state.arrangements[event.arrangement_id] = arrangement
+        return detail
+
+    def judge(self, out: Outcome, platform: PlatformState, now: datetime) -> Iterator[ArrangementState]:
+        """Ends the active arrangements whose day has come; yields each broken one as it breaks, so that what
+        the break raises is decided before the next arrangement is judged."""
+        state = out.state
+        zone = self.calendar.zone_of(state)
+        outages = self.calendar.outages(platform, zone)
+        today = now.astimezone(zone).date()
+        for arrangement in list(state.arrangements.values()):
+            if arrangement.status != "active":
+                continue
+            verdict = None
+            if arrangement.kind == "promise_to_pay":
+                deadline = shifted(arrangement.promised_date, outages)
+                if today > deadline:
+                    owes = any(inv.status == "open" and inv.balance > ZERO for inv in state.invoices.values())
+                    paid = _paid_since(state, arrangement, deadline, zone)
+                    verdict = "kept" if paid >= arrangement.amount or not owes else "broken"
+            elif arrangement.kind == "extension":
+                deadline = shifted(arrangement.new_due_date, outages)
+                if today > deadline:
+                    unpaid = [i for i in arrangement.invoice_ids
+                              if state.invoices[i].status == "open" and state.invoices[i].balance > ZERO]
+                    verdict = "broken" if unpaid else "kept"
+            else:
+                verdict = _judge_plan(state, arrangement, today, zone, outages)
+            if verdict is not None:
+                _end(state, arrangement, verdict, now)
+                record(out, now, f"decision.arrangement_{verdict}", arrangement.arrangement_id,
+                       {"kind": arrangement.kind})
+                if verdict == "broken":
+                    yield arrangement
+
+    def rejudge(self, out: Outcome, platform: PlatformState, payment: PaymentReceived, now: datetime) -> None:
+        """A payment made before an arrangement was judged broken that arrives after the judgement (it crossed
+        the midnight tick) is judged again with it: a promise it fulfils is kept after all, and an installment
+        plan it keeps up to date stands again, unless something else was agreed since."""
+        state = out.state
+        for arrangement in state.arrangements.values():
+            if not (arrangement.status == "broken"
+                    and arrangement.ended_at >= payment.occurred_at >= arrangement.agreed_at):
+                continue
+            zone = self.calendar.zone_of(state)
+            outages = self.calendar.outages(platform, zone)
+            reason = {"kind": arrangement.kind, "reason": f"late-arriving payment {payment.payment_id}"}
+            if arrangement.kind == "promise_to_pay":
+                deadline = shifted(arrangement.promised_date, outages)
+                if _paid_since(state, arrangement, deadline, zone) >= arrangement.amount:
+                    arrangement.status = "kept"
+                    record(out, now, "decision.arrangement_kept", arrangement.arrangement_id, reason)
+            elif arrangement.kind == "installments" and not _agreed_since(state, arrangement):
+                judged_on = arrangement.ended_at.astimezone(zone).date()
+                if _missed_installment(state, arrangement, judged_on, zone, outages)[0] is None:
+                    arrangement.status, arrangement.ended_at = "active", None
+                    for invoice in (state.invoices[i] for i in arrangement.invoice_ids):
+                        if invoice.status == "open":
+                            invoice.plan_id, invoice.fell_due = arrangement.arrangement_id, None
+                    record(out, now, "decision.arrangement_restored", arrangement.arrangement_id, reason)
+
+
+def cancelled(state: AccountState, event: ArrangementCancelled) -> dict[str, str]:
+    detail = {"arrangement_id": event.arrangement_id}
+    arrangement = state.arrangements.get(event.arrangement_id)
+    if arrangement is None or arrangement.status != "active":
+        detail["ignored"] = "no such active arrangement"
+    else:
+        _end(state, arrangement, "cancelled", event.occurred_at)
+    return detail
+
+
+def _end(state: AccountState, arrangement: ArrangementState, status: str, at: datetime) -> None:
+    arrangement.status = status  # type: ignore[assignment]
+    arrangement.ended_at = at
+    if status == "cancelled":
+        for invoice in state.invoices.values():
+            if invoice.extension_id == arrangement.arrangement_id:
+                invoice.extended_to = invoice.extension_id = None
+    for invoice in state.invoices.values():
+        if invoice.plan_id == arrangement.arrangement_id:
+            invoice.plan_id = None
+
+
+def _covered(state: AccountState, invoice_ids: list[str] | None) -> list[InvoiceState]:
+    if invoice_ids is None:
+        return [inv for inv in state.invoices.values() if inv.status == "open"]
+    return [state.invoices[i] for i in invoice_ids if i in state.invoices and state.invoices[i].status == "open"]
+
+
+def _paid_since(state: AccountState, arrangement: ArrangementState, last_day: date, zone: ZoneInfo) -> Decimal:
+    """Payments in the arrangement's currency from its agreement to the end of last_day (local)."""
+    total = ZERO
+    for payment in state.payments.values():
+        if (payment.currency == arrangement.currency and payment.occurred_at >= arrangement.agreed_at
+                and payment.occurred_at.astimezone(zone).date() <= last_day):
+            total += payment.amount
+    return total
+
+
+def _agreed_since(state: AccountState, ended: ArrangementState) -> bool:
+    return any(other.agreed_at > ended.ended_at for other in state.arrangements.values())
+
+
+def _missed_installment(state: AccountState, plan: ArrangementState, today: date, zone: ZoneInfo,
+                        outages: OutageDays | None) -> tuple[date | None, Decimal, Decimal]:
+    """The due date of the first installment still short by `today` (None: none), what was paid by then,
+    and what the whole schedule comes to."""
+    paid = _paid_since(state, plan, today, zone)
+    owed_so_far = ZERO
+    missed = None
+    for installment in plan.schedule:
+        owed_so_far += installment.amount
+        due = shifted(installment.due_date, outages)
+        if missed is None and today > due and paid < owed_so_far:
+            missed = due
+    return missed, paid, owed_so_far
+
+
+def _judge_plan(state: AccountState, plan: ArrangementState, today: date, zone: ZoneInfo,
+                outages: OutageDays | None) -> str | None:
+    covered = [state.invoices[i] for i in plan.invoice_ids]
+    if all(inv.status != "open" for inv in covered):
+        return "kept"
+    missed, paid, owed = _missed_installment(state, plan, today, zone, outages)
+    if missed is not None:
+        # The whole remainder falls due at once: from the missed installment's due date.
+        for invoice in covered:
+            if invoice.status == "open":
+                invoice.fell_due = missed
+        return "broken"
+    return "kept" if paid >= owed else None

@@ -1,0 +1,120 @@
+"""Delivery of waiting reminders and urgent notices: withdrawn when their reason is gone, held for the contact
+window and the limits, sent on the first channel the customer has not opted out of."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from rules.engine.moment import Moment, dunnable, effective_due, paused
+from rules.engine.notices import NoticeIssuer, concerned, notice_id
+from rules.engine.outcome import Outcome, record
+from rules.engine.rulebook import Rulebook
+from rules.model import ContactWindow, Limits
+from rules.state import AccountState, Pending
+from schemas.notices import Trigger
+
+WEEK_DAYS = 7
+# Urgent notices go before reminders when limits leave too little room.
+_KIND_PRIORITY = {"urgent_notice": 0, "reminder": 1}
+
+
+class Delivery:
+    def __init__(self, rulebook: Rulebook, window: ContactWindow | None, limits: Limits, issuer: NoticeIssuer):
+        self.rulebook = rulebook
+        self.window = window
+        self.limits = limits
+        self.issuer = issuer
+
+    def release(self, out: Outcome, moment: Moment, cause: str) -> None:
+        state = out.state
+        if not state.pending:
+            return
+        now, today = moment.now, moment.today
+        still = []
+        for pending in state.pending:
+            if self._still_due(state, pending, moment):
+                still.append(pending)
+            else:
+                _withdraw(out, pending, now)
+        state.pending = still
+        window = self.window
+        if window is not None and not window.contains(moment.local.time()):
+            for pending in still:
+                if "contact_window" not in pending.deferred_by:
+                    pending.deferred_by.append("contact_window")
+            return
+        # A notice no channel can carry is recorded and dropped first, so it takes no place under the limits.
+        channels = {id(pending): self._channel(state, pending) for pending in still}
+        for pending in still:
+            if channels[id(pending)] is None:
+                record(out, now, "decision.suppressed", pending.rule_id,
+                       {"reason": "the customer opted out of every channel the rule allows",
+                        "notice_id": notice_id(state.account_id, pending.key)})
+        still = [pending for pending in still if channels[id(pending)] is not None]
+        week_start = today - timedelta(days=WEEK_DAYS - 1)
+        state.sent_days = [day for day in state.sent_days if day >= week_start]
+        room = len(still)
+        limits = self.limits
+        if limits.per_day is not None:
+            room = min(room, limits.per_day - sum(1 for day in state.sent_days if day == today))
+        if limits.per_week is not None:
+            room = min(room, limits.per_week - len(state.sent_days))
+        still.sort(key=lambda p: (_KIND_PRIORITY[p.kind], p.rule_index, p.trigger_at, p.key))
+        release, state.pending = still[:max(room, 0)], still[max(room, 0):]
+        for pending in state.pending:
+            if "limits" not in pending.deferred_by:
+                pending.deferred_by.append("limits")
+        for pending in release:
+            self._send(out, moment, cause, pending, channels[id(pending)])
+
+    def _still_due(self, state: AccountState, pending: Pending, moment: Moment) -> bool:
+        """A waiting time-rule notice goes only if its reason still holds when the window opens."""
+        if pending.scope == "event":
+            arrangement = state.arrangements.get(pending.arrangement_id) if pending.arrangement_id else None
+            return arrangement is None or arrangement.status == "broken"
+        if paused(state):
+            return False
+        rule = self.rulebook.by_id[pending.rule_id]
+        facts = moment.facts(rule.currency)
+        if pending.scope == "episode":
+            return state.episode is not None and state.episode.episode_id == pending.episode_id and rule.matches(facts)
+        invoice = state.invoices.get(pending.invoice_id)
+        if invoice is None or not dunnable(invoice):
+            return False
+        until_due = (effective_due(invoice, moment.outages) - moment.today).days
+        return rule.matches({**facts, "days_until_due": until_due})
+
+    def _channel(self, state: AccountState, pending: Pending) -> str | None:
+        """The first channel the rule allows that the customer has not opted out of ('preferred': theirs)."""
+        rule = self.rulebook.by_id[pending.rule_id].rule
+        candidates: list[str] = []
+        for channel in rule.emit.channels:
+            candidates.extend(state.channels if channel == "preferred" else [channel])
+        return next((c for c in candidates if c not in state.opted_out), None)
+
+    def _send(self, out: Outcome, moment: Moment, cause: str, pending: Pending, channel: str) -> None:
+        state = out.state
+        compiled = self.rulebook.by_id[pending.rule_id]
+        rule = compiled.rule
+        sent_on = moment.today
+        state.sent_days.append(sent_on)
+        episode = state.episode
+        if compiled.every_days is not None and episode is not None and episode.episode_id == pending.episode_id:
+            episode.last_fired[rule.id] = sent_on
+        self.issuer.issue(
+            out, moment, cause, kind=pending.kind, rule_id=rule.id, key=pending.key,
+            episode_id=pending.episode_id,
+            trigger=Trigger(event_id=pending.trigger_event, at=pending.trigger_at, deferred_by=pending.deferred_by),
+            facts=pending.facts, channel=channel, template=rule.emit.template,
+            invoices=concerned(state, moment, pending.invoice_id),
+        )
+
+
+def _withdraw(out: Outcome, pending: Pending, now: datetime) -> None:
+    state = out.state
+    if pending.scope == "episode" and state.episode is not None and state.episode.episode_id == pending.episode_id:
+        state.episode.done.pop(pending.rule_id, None)
+    elif pending.scope == "invoice" and pending.invoice_id in state.invoices:
+        done = state.invoices[pending.invoice_id].rules_done
+        if pending.rule_id in done:
+            done.remove(pending.rule_id)
+    record(out, now, "decision.withdrawn", pending.rule_id, {"notice_id": notice_id(state.account_id, pending.key)})

@@ -1,0 +1,153 @@
+"""Balances: invoices, payments and credit, and the appliers of the account events that are not arrangements.
+
+An applier changes the state and returns the detail for the event's audit line ("ignored" when the event is
+moot: a repeat, or about something unknown)."""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Callable
+
+from rules.state import ZERO, AccountState, InvoiceState, PaymentRecord
+from schemas.events import (
+    AccountUpdated,
+    DisputeOpened,
+    DisputeResolved,
+    InvoiceAdjusted,
+    InvoiceCancelled,
+    InvoiceIssued,
+    PaymentFailed,
+    PaymentReceived,
+)
+
+Applier = Callable[[AccountState, Any], dict[str, str]]
+
+
+def money(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def invoice_issued(state: AccountState, event: InvoiceIssued) -> dict[str, str]:
+    detail = {"invoice_id": event.invoice_id, "amount": money(event.amount), "currency": event.currency,
+              "due_date": event.due_date.isoformat()}
+    if event.invoice_id in state.invoices:
+        detail["ignored"] = "invoice already known"
+        return detail
+    invoice = InvoiceState(event.invoice_id, event.currency, event.amount, ZERO, event.due_date, event.occurred_at)
+    state.invoices[event.invoice_id] = invoice
+    credit = state.credit.pop(event.currency, ZERO)
+    if credit:
+        _allocate(state, event.currency, credit, event.invoice_id)
+    _close_if_settled(invoice)
+    return detail
+
+
+def invoice_adjusted(state: AccountState, event: InvoiceAdjusted) -> dict[str, str]:
+    detail = {"invoice_id": event.invoice_id, "amount": money(event.amount)}
+    invoice = state.invoices.get(event.invoice_id)
+    if invoice is None or invoice.status == "cancelled":
+        detail["ignored"] = "unknown or cancelled invoice"
+        return detail
+    invoice.amount = event.amount
+    if invoice.paid > invoice.amount:
+        excess = invoice.paid - invoice.amount
+        invoice.paid = invoice.amount
+        _allocate(state, invoice.currency, excess, None)
+    if invoice.balance > ZERO:
+        invoice.status = "open"
+    _close_if_settled(invoice)
+    return detail
+
+
+def invoice_cancelled(state: AccountState, event: InvoiceCancelled) -> dict[str, str]:
+    detail = {"invoice_id": event.invoice_id}
+    invoice = state.invoices.get(event.invoice_id)
+    if invoice is None or invoice.status == "cancelled":
+        detail["ignored"] = "unknown or already cancelled invoice"
+        return detail
+    invoice.status = "cancelled"
+    refund, invoice.paid = invoice.paid, ZERO
+    if refund:
+        _allocate(state, invoice.currency, refund, None)
+    return detail
+
+
+def payment_received(state: AccountState, event: PaymentReceived) -> dict[str, str]:
+    detail = {"payment_id": event.payment_id, "amount": money(event.amount), "currency": event.currency}
+    if event.invoice_id:
+        detail["invoice_id"] = event.invoice_id
+    if event.payment_id in state.payments:
+        detail["ignored"] = "payment already recorded"
+        return detail
+    state.payments[event.payment_id] = PaymentRecord(event.currency, event.amount, event.occurred_at)
+    _allocate(state, event.currency, event.amount, event.invoice_id)
+    return detail
+
+
+def payment_failed(state: AccountState, event: PaymentFailed) -> dict[str, str]:
+    return {"payment_id": event.payment_id, "amount": money(event.amount), "currency": event.currency,
+            "reason": event.reason}
+
+
+def dispute(state: AccountState, event: DisputeOpened | DisputeResolved) -> dict[str, str]:
+    detail = {"invoice_id": event.invoice_id}
+    invoice = state.invoices.get(event.invoice_id)
+    if invoice is None:
+        detail["ignored"] = "unknown invoice"
+    else:
+        invoice.disputed = isinstance(event, DisputeOpened)
+    return detail
+
+
+def account_updated(state: AccountState, event: AccountUpdated) -> dict[str, str]:
+    detail: dict[str, str] = {}
+    if event.risk_tier is not None:
+        state.risk_tier = detail["risk_tier"] = event.risk_tier
+    if event.timezone is not None:
+        state.timezone = detail["timezone"] = event.timezone
+    if event.channels is not None:
+        state.channels = list(event.channels)
+        detail["channels"] = ",".join(event.channels)
+    if event.opted_out_channels is not None:
+        state.opted_out = list(event.opted_out_channels)
+        detail["opted_out_channels"] = ",".join(event.opted_out_channels)
+    return detail
+
+
+APPLIERS: dict[type, Applier] = {
+    InvoiceIssued: invoice_issued, InvoiceAdjusted: invoice_adjusted, InvoiceCancelled: invoice_cancelled,
+    PaymentReceived: payment_received, PaymentFailed: payment_failed, DisputeOpened: dispute,
+    DisputeResolved: dispute, AccountUpdated: account_updated,
+}
+
+
+def _close_if_settled(invoice: InvoiceState) -> bool:
+    if invoice.status == "open" and invoice.balance <= ZERO:
+        invoice.status = "paid"
+        return True
+    return False
+
+
+def _allocate(state: AccountState, currency: str, amount: Decimal, invoice_id: str | None) -> None:
+    """Pays the named invoice first, then the oldest due; what is left becomes credit for later invoices."""
+    named = state.invoices.get(invoice_id) if invoice_id else None
+    if named is not None and named.status == "open" and named.currency == currency:
+        amount = _pay(state, named, amount)
+    if amount > ZERO:  # most payments settle the invoice they name: the others are looked at only if not
+        oldest_first = [inv for inv in state.invoices.values() if inv is not named and inv.status == "open"
+                        and not inv.disputed and inv.currency == currency]
+        oldest_first.sort(key=lambda inv: (inv.extended_to or inv.due_date, inv.issued_at, inv.invoice_id))
+        for invoice in oldest_first:
+            if amount <= ZERO:
+                break
+            amount = _pay(state, invoice, amount)
+    if amount > ZERO:
+        state.credit[currency] = state.credit.get(currency, ZERO) + amount
+
+
+def _pay(state: AccountState, invoice: InvoiceState, amount: Decimal) -> Decimal:
+    """Puts as much of amount on the invoice as it owes; returns the rest."""
+    share = min(amount, invoice.balance)
+    invoice.paid += share
+    if _close_if_settled(invoice):
+        state.settled_invoices += 1
+    return amount - share

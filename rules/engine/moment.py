@@ -1,0 +1,158 @@
+"""Time as an account sees it: its time zone, platform outages as local days, effective due dates, and the
+moment (local day, overdue invoices, facts) that every decision of one evaluation shares."""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from rules.state import ZERO, AccountState, InvoiceState, PlatformState
+
+Overdue = list[tuple[InvoiceState, date, int]]  # (invoice, effective due date, days past due)
+
+
+@lru_cache(maxsize=1024)
+def zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+class OutageDays:
+    """The platform's outages as local days in one time zone."""
+
+    __slots__ = ("spans", "earliest", "latest")
+
+    def __init__(self, spans: list[tuple[date, date, date]]):
+        self.spans = spans  # (first day, last day, where due dates inside move)
+        self.earliest = min(first for first, _, _ in spans)
+        self.latest = max(last for _, last, _ in spans)
+
+    def shift(self, due: date) -> date:
+        """A due date inside an outage moves to the outage's last local day plus its grace days."""
+        if due < self.earliest or due > self.latest:
+            return due
+        for first, last, moved in self.spans:
+            if first <= due <= last and moved > due:
+                due = moved
+        return due
+
+
+def shifted(day: date, outages: OutageDays | None) -> date:
+    return day if outages is None else outages.shift(day)
+
+
+def effective_due(invoice: InvoiceState, outages: OutageDays | None) -> date:
+    """The due date as a broken plan, an extension and outages have moved it."""
+    return shifted(invoice.fell_due or invoice.extended_to or invoice.due_date, outages)
+
+
+def dunnable(invoice: InvoiceState) -> bool:
+    """Open, undisputed, owing money, and not carried by an installment plan in good standing."""
+    return (invoice.status == "open" and not invoice.disputed and invoice.plan_id is None
+            and invoice.amount > invoice.paid)
+
+
+def paused(state: AccountState) -> bool:
+    """A promise to pay pauses time rules while it stands."""
+    return any(a.kind == "promise_to_pay" and a.status == "active" for a in state.arrangements.values())
+
+
+class Calendar:
+    """Local days per account: its time zone (or the ruleset's), outages in that zone, and moments."""
+
+    def __init__(self, default_zone: str, currency: str):
+        self.default_zone = default_zone
+        self.currency = currency  # the ruleset's: what base facts are counted in
+        self._outage_cache: dict[tuple[str, int], tuple[dict, int, OutageDays]] = {}
+
+    def zone_of(self, state: AccountState) -> ZoneInfo:
+        """The account's own time zone, or the ruleset's default."""
+        return zone(state.timezone or self.default_zone)
+
+    def outages(self, platform: PlatformState, zone: ZoneInfo) -> OutageDays | None:
+        """The outages in the zone's local days, None when there are none (cached: hot path)."""
+        if not platform.outages:
+            return None
+        key = (zone.key, id(platform.outages))
+        cached = self._outage_cache.get(key)
+        # The cached entry holds the outages dict itself, so its id cannot be reused while it is cached.
+        if cached is not None and cached[0] is platform.outages and cached[1] == platform.revision:
+            return cached[2]
+        spans = []
+        for outage in platform.outages.values():
+            last = outage.end.astimezone(zone).date()
+            spans.append((outage.start.astimezone(zone).date(), last, last + timedelta(days=outage.grace_days)))
+        days = OutageDays(spans)
+        if len(self._outage_cache) > 4096:
+            self._outage_cache.clear()
+        self._outage_cache[key] = (platform.outages, platform.revision, days)
+        return days
+
+    def moment(self, state: AccountState, platform: PlatformState, now: datetime) -> Moment:
+        zone = self.zone_of(state)
+        return Moment(state, now, now.astimezone(zone), self.outages(platform, zone), self.currency)
+
+
+class Moment:
+    """One account at one instant, as every decision of one evaluation sees it, worked out once.
+
+    Built after the balances have changed (event applied, arrangements judged); nothing after that point
+    changes which invoices are overdue, so the decisions, the notices and their facts all share it."""
+
+    __slots__ = ("state", "now", "local", "today", "outages", "overdue", "currency", "base")
+
+    def __init__(self, state: AccountState, now: datetime, local: datetime, outages: OutageDays | None,
+                 currency: str):
+        self.state, self.now, self.local, self.today, self.outages = state, now, local, local.date(), outages
+        self.overdue = _overdue(state, self.today, outages)
+        self.currency = currency
+        self.base: dict[str, Any] | None = None  # the facts in the ruleset's currency, once asked for
+
+    def facts(self, currency: str | None) -> dict[str, Any]:
+        """What a rule sees, in its own currency (None: the ruleset's)."""
+        if currency is None or currency == self.currency:
+            if self.base is None:
+                self.base = _facts(self.state, self.overdue, self.currency)
+            return self.base
+        return _facts(self.state, self.overdue, currency)
+
+
+def _overdue(state: AccountState, today: date, outages: OutageDays | None) -> Overdue:
+    overdue = []
+    for invoice in state.invoices.values():
+        if not dunnable(invoice):
+            continue
+        due = invoice.fell_due or invoice.extended_to or invoice.due_date
+        if outages is not None:  # inline rather than effective_due: this runs for every invoice at every moment
+            due = outages.shift(due)
+        days = (today - due).days
+        if days >= 1:
+            overdue.append((invoice, due, days))
+    return overdue
+
+
+def _facts(state: AccountState, overdue: Overdue, currency: str) -> dict[str, Any]:
+    open_balance = sum(
+        (inv.balance for inv in state.invoices.values()
+         if inv.status == "open" and not inv.disputed and inv.currency == currency),
+        ZERO,
+    )
+    return {
+        "days_past_due": max((days for _, _, days in overdue), default=0),
+        "overdue_amount": sum((inv.balance for inv, _, _ in overdue if inv.currency == currency), ZERO),
+        "open_balance": open_balance,
+        "overdue_invoices": len(overdue),
+        "risk_tier": state.risk_tier,
+        "arrangement": _arrangement_status(state),
+        "first_time": state.settled_invoices == 0,
+    }
+
+
+def _arrangement_status(state: AccountState) -> str:
+    latest = None
+    for arrangement in state.arrangements.values():
+        if arrangement.status == "active":
+            return "active"
+        if arrangement.status in ("broken", "kept") and (latest is None or arrangement.ended_at >= latest.ended_at):
+            latest = arrangement
+    return "broken" if latest is not None and latest.status == "broken" else "none"
