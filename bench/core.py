@@ -8,16 +8,17 @@ days to give --events/--accounts events per account, replicated across the remai
 ids), serialised to JSON lines, with an hourly platform clock tick ("*") inserted as the runtime's clock does.
 
 Timed loop, for each raw line: parse_event(raw); then
-  * an input event: look up / create the account state, engine.apply_platform, engine.step, then compute
-    engine.wakeup(state) and push it on a heap (the scheduling the runtime needs to skip idle accounts);
+  * an input event: look up the account state (None: step creates it), engine.apply_platform, engine.step,
+    then push the outcome's wakeup on a heap (the scheduling the runtime needs to skip idle accounts);
   * a clock tick: engine.apply_platform, pop every account whose wakeup <= tick.at from the heap (as
     rules/simulator.py and streams/processor.py do; keyed on epoch seconds like the latter),
     engine.step(account, tick) for each, and reschedule it;
-  * a platform outage: engine.apply_platform and reschedule every account.
+  * a platform outage: engine.apply_platform and reschedule every account (engine.wakeup).
 
-Reported: (a) input events/s over decode+validate+apply_platform+step only; (b) everything (input events,
-their scheduling, ticks and the account-tick evaluations they cause) per wall second; (c) account-tick
-evaluations/s over the tick handling time. A one-line JSON result ends the output.
+Reported: (a) input events/s over decode+validate+apply_platform+step only (step works out the account's next
+wakeup too); (b) everything (input events, their scheduling, ticks and the account-tick evaluations they cause)
+per wall second; (c) account-tick evaluations/s over the tick handling time. A one-line JSON result ends the
+output.
 """
 from __future__ import annotations
 
@@ -128,7 +129,6 @@ def run(lines: list[bytes], engine: Engine) -> dict:
     apply_platform = engine.apply_platform
     step = engine.step
     wakeup = engine.wakeup
-    new_account = engine.new_account
     platform = PlatformState()
     accounts: dict = {}
     wake: dict = {}
@@ -137,9 +137,8 @@ def run(lines: list[bytes], engine: Engine) -> dict:
     t_input = t_schedule = t_tick = t_other = 0.0
     n_input = n_ticks = n_other = evaluations = 0
 
-    def schedule(account_id: str) -> None:
+    def schedule(account_id: str, when: datetime | None) -> None:
         # Keyed on epoch seconds, as streams/processor.py keys its wakeup index; stale entries are skipped.
-        when = wakeup(accounts[account_id], platform)
         key = None if when is None else when.timestamp()
         if wake.get(account_id, _UNSCHEDULED) != key:
             wake[account_id] = key
@@ -175,29 +174,29 @@ def run(lines: list[bytes], engine: Engine) -> dict:
                     due.append(account_id)
             due.sort()
             for account_id in due:
-                for notice in step(accounts[account_id], event, platform)[1]:
+                outcome = step(accounts[account_id], event, platform)
+                for notice in outcome.notices:
                     notices[notice.kind] += 1
-                schedule(account_id)
+                schedule(account_id, outcome.wakeup)
             evaluations += len(due)
             n_ticks += 1
             t_tick += clock() - t0
         elif kind is PlatformOutage:
             apply_platform(platform, event)
-            for account_id in accounts:
-                schedule(account_id)
+            for account_id, state in accounts.items():
+                schedule(account_id, wakeup(state, platform))
             n_other += 1
             t_other += clock() - t0
         else:
             account_id = event.account_id
-            state = accounts.get(account_id)
-            if state is None:
-                state = accounts[account_id] = new_account(account_id)
             apply_platform(platform, event)
-            for notice in step(state, event, platform)[1]:
+            outcome = step(accounts.get(account_id), event, platform)
+            accounts[account_id] = outcome.state
+            for notice in outcome.notices:
                 notices[notice.kind] += 1
             t1 = clock()
             t_input += t1 - t0
-            schedule(account_id)
+            schedule(account_id, outcome.wakeup)
             t_schedule += clock() - t1
             n_input += 1
     wall = clock() - started

@@ -34,19 +34,16 @@ class Simulation:
         if isinstance(event, ClockTick) and event.account_id == PLATFORM_ACCOUNT:
             return self._tick_all(event) if changed else []
         if isinstance(event, PlatformOutage):
-            for account_id in self.accounts:
-                self._schedule(account_id)
+            for account_id, state in self.accounts.items():
+                self._schedule(account_id, self.engine.wakeup(state, self.platform))
             return []
-        state = self.accounts.get(event.account_id)
-        if state is None:
-            state = self.accounts[event.account_id] = self.engine.new_account(event.account_id)
-        released = self.engine.step(state, event, self.platform)[1]
-        self._schedule(event.account_id)
-        self.notices.extend(released)
-        return released
+        outcome = self.engine.step(self.accounts.get(event.account_id), event, self.platform)
+        self.accounts[event.account_id] = outcome.state
+        self._schedule(event.account_id, outcome.wakeup)
+        self.notices.extend(outcome.notices)
+        return outcome.notices
 
-    def _schedule(self, account_id: str) -> None:
-        wake = self.engine.wakeup(self.accounts[account_id], self.platform)
+    def _schedule(self, account_id: str, wake: datetime | None) -> None:
         if self._wake.get(account_id, _UNSCHEDULED) != wake:
             self._wake[account_id] = wake
             if wake is not None:
@@ -65,8 +62,9 @@ class Simulation:
                     due.append(account_id)
             due.sort()
         for account_id in due:
-            released.extend(self.engine.step(self.accounts[account_id], clock, self.platform)[1])
-            self._schedule(account_id)
+            outcome = self.engine.step(self.accounts[account_id], clock, self.platform)
+            released.extend(outcome.notices)
+            self._schedule(account_id, outcome.wakeup)
         self.notices.extend(released)
         return released
 

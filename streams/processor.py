@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Protocol
 from aiokafka.partitioner import murmur2
 from pydantic import ValidationError
 
-from rules.engine import AGING_BUCKETS, Engine, Position, aging_bucket
+from rules.engine import AGING_BUCKETS, Engine, Outcome, Position, aging_bucket
 from rules.state import AccountState, PlatformState, dump_account, dump_platform, load_account, load_platform
 from schemas.deadletter import DeadLetter, DeadLetterReason, MessageOrigin
 from schemas.events import (
@@ -207,13 +207,12 @@ class Processor:
             state = cached[0]
         else:
             raw = accounts.get(account_id)
-            state = decode_account(raw) if raw is not None else self.engine.new_account(account_id)
-        platform = self._platform(source.partition, platforms)
-        last_entry = state.journal[-1] if state.journal else None
-        self._emit(self.engine.step(state, event, platform)[1], source)
-        self._count_happenings(state, last_entry)
-        wakeup = self.engine.wakeup(state, platform)
-        self._states[account_id] = (state, source, wakeup)
+            state = None if raw is None else decode_account(raw)
+        outcome = self.engine.step(state, event, self._platform(source.partition, platforms))
+        self._emit(outcome.notices, source)
+        self._count_happenings(outcome)
+        wakeup = outcome.wakeup
+        self._states[account_id] = (outcome.state, source, wakeup)
         if self._wakeups is not None:
             # Later ticks in this same batch must see the account's new wakeup, and only that one.
             if wakeup is None:
@@ -258,22 +257,19 @@ class Processor:
 
     # ----------------------------------------------------------------- portfolio figures
 
-    def _count_happenings(self, state: AccountState, last_entry: object) -> None:
-        """Episodes and arrangements as the journal recorded them in this step, for the flow metrics."""
-        journal = state.journal
-        start = len(journal)
-        while start > 0 and journal[start - 1] is not last_entry:
-            start -= 1
-        for entry in journal[start:]:
+    def _count_happenings(self, outcome: Outcome) -> None:
+        """Episodes and arrangements as the step's audit lines recorded them, for the flow metrics."""
+        arrangements = outcome.state.arrangements
+        for entry in outcome.audit:
             if entry.what in ("episode.started", "episode.ended"):
                 self._batch.happenings[(entry.what, "")] += 1
             elif entry.what in ("arrangement.agreed", "arrangement.cancelled") and "ignored" not in entry.detail:
-                arrangement = state.arrangements.get(entry.detail.get("arrangement_id", ""))
-                outcome = entry.what.split(".")[1]
-                self._batch.happenings[(f"arrangement.{outcome}", arrangement.kind if arrangement else "")] += 1
+                arrangement = arrangements.get(entry.detail.get("arrangement_id", ""))
+                what = entry.what.split(".")[1]
+                self._batch.happenings[(f"arrangement.{what}", arrangement.kind if arrangement else "")] += 1
             elif entry.what.startswith("decision.arrangement_"):
-                outcome = entry.what.removeprefix("decision.arrangement_")
-                self._batch.happenings[(f"arrangement.{outcome}", entry.detail.get("kind", ""))] += 1
+                what = entry.what.removeprefix("decision.arrangement_")
+                self._batch.happenings[(f"arrangement.{what}", entry.detail.get("kind", ""))] += 1
 
     def _update_position(self, account_id: str, state: AccountState, partition: int) -> None:
         """The account's standing as of the partition's clock (before its first tick: the account's last event)."""

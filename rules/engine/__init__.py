@@ -2,7 +2,8 @@
 
 Time enters only through clock ticks. Time rules are judged at ticks; events change balances and fire event
 rules. The offline simulator and the live worker both call `Engine.step`, so the simulator is the oracle.
-`step` updates the state it is given in place (callers own their state) and returns the notices it released.
+`step` updates the state it is given in place (callers own their state) and returns an Outcome: that state,
+the notices it released, the audit lines it wrote, and when a tick should next look at the account.
 
 The modules, by concern: `moment` (zones, outages, due dates, facts), `ledger` (balances and the event
 appliers), `arrangements`, `episodes` (which rules fire and what they decide), `delivery` (waiting notices),
@@ -17,7 +18,7 @@ from zoneinfo import ZoneInfo
 from rules.engine.arrangements import Arrangements, cancelled
 from rules.engine.delivery import WEEK_DAYS, Delivery
 from rules.engine.episodes import Episodes
-from rules.engine.ledger import APPLIERS
+from rules.engine.ledger import APPLIERS, Applier
 from rules.engine.moment import Calendar, Overdue, effective_due, paused
 from rules.engine.notices import CASE_FILE_LIMIT, NoticeIssuer, notice_id
 from rules.engine.outcome import Outcome, record
@@ -36,7 +37,6 @@ from schemas.events import (
     PlatformOutage,
     PromiseToPayAgreed,
 )
-from schemas.notices import Notice
 
 __all__ = [
     "AGING_BUCKETS", "CASE_FILE_LIMIT", "WEEK_DAYS", "Engine", "Outcome", "Overdue", "Position", "aging_bucket",
@@ -63,9 +63,6 @@ class Engine:
 
     # ----------------------------------------------------------------- entry points
 
-    def new_account(self, account_id: str) -> AccountState:
-        return AccountState(account_id=account_id)
-
     def apply_platform(self, platform: PlatformState, event: InputEvent) -> bool:
         """Platform-wide events: the clock and outages. True when the event changed the platform state."""
         if isinstance(event, ClockTick):
@@ -81,24 +78,23 @@ class Engine:
             return True
         return False
 
-    def step(
-        self, state: AccountState, event: InputEvent, platform: PlatformState
-    ) -> tuple[AccountState, list[Notice]]:
-        """Applies one event (or tick) to one account; returns the state and the notices released."""
+    def step(self, state: AccountState | None, event: InputEvent, platform: PlatformState) -> Outcome:
+        """Applies one event (or tick) to one account, a new one (the event's) when state is None."""
+        if state is None:
+            state = AccountState(account_id=event.account_id)
         out = Outcome(state)
         apply = self._appliers.get(type(event))
         if apply is None:  # the clock, or a platform-wide event (see apply_platform)
             if isinstance(event, ClockTick) and (state.evaluated_until is None or event.at > state.evaluated_until):
                 self._evaluate(out, platform, event)
-            return state, out.notices
-        event_id, seen = event.event_id, state.seen
-        if event_id in seen:
-            return state, out.notices
-        seen[event_id] = None
-        if len(seen) > SEEN_EVENTS_LIMIT:
-            del seen[next(iter(seen))]
-        self._apply(out, platform, event, apply)
-        return state, out.notices
+        elif event.event_id not in state.seen:
+            seen = state.seen
+            seen[event.event_id] = None
+            if len(seen) > SEEN_EVENTS_LIMIT:
+                del seen[next(iter(seen))]
+            self._apply(out, platform, event, apply)
+        out.wakeup = self.wakeups.wakeup(state, platform)
+        return out
 
     def wakeup(self, state: AccountState, platform: PlatformState) -> datetime | None:
         """The earliest instant a tick could change this account (None: none until an event arrives)."""
@@ -117,7 +113,7 @@ class Engine:
 
     # ----------------------------------------------------------------- one event, one tick
 
-    def _apply(self, out: Outcome, platform: PlatformState, event: InputEvent, apply) -> None:
+    def _apply(self, out: Outcome, platform: PlatformState, event: InputEvent, apply: Applier) -> None:
         state, event_id = out.state, event.event_id
         occurred, clock = event.occurred_at, platform.clock
         now = occurred if clock is None or occurred > clock else clock

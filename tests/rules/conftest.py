@@ -9,7 +9,7 @@ import pytest
 
 from rules.engine import Engine
 from rules.loader import load_ruleset, parse_ruleset
-from rules.state import AccountState, PlatformState
+from rules.state import AccountState, JournalEntry, PlatformState
 from schemas.events import input_event_adapter, tick
 from schemas.notices import Notice
 
@@ -28,9 +28,10 @@ class Harness:
     def __init__(self, engine: Engine, account_id: str = "A1"):
         self.engine = engine
         self.platform = PlatformState()
-        self.state: AccountState = engine.new_account(account_id)
+        self.state = AccountState(account_id=account_id)
         self.account_id = account_id
         self.notices: list[Notice] = []
+        self.audit: list[JournalEntry] = []  # every audit line, however many the state's journal keeps
         self._ids = itertools.count(1)
 
     def event(self, type: str, when: str, **fields) -> list[Notice]:
@@ -41,9 +42,10 @@ class Harness:
 
     def feed(self, event) -> list[Notice]:
         self.engine.apply_platform(self.platform, event)
-        released = self.engine.step(self.state, event, self.platform)[1]
-        self.notices.extend(released)
-        return released
+        outcome = self.engine.step(self.state, event, self.platform)
+        self.notices.extend(outcome.notices)
+        self.audit.extend(outcome.audit)
+        return outcome.notices
 
     def tick(self, when: str) -> list[Notice]:
         return self.feed(tick(at(when)))

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from datetime import timedelta
+from collections import Counter
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from rules.simulator import Simulation
+from schemas.events import parse_event
+from streams.generate import generate, to_jsonl_bytes
 from streams.metrics import WorkerMetrics
 from streams.processor import Processor, partition_for
 from test_processor import PARTITIONS, TOPICS, Tables, engine, messages, run, scenario_events
@@ -101,6 +104,25 @@ def test_flow_counters_follow_what_was_processed():
     assert "dunning_episodes_started_total" in text and 'dunning_portfolio_accounts_open{currency="CNY"}' in text
     assert 'dunning_arrangements_total{kind="promise_to_pay",outcome="broken"} 1.0' in text
     assert 'dunning_notices_deferred_total{reason="contact_window"}' in text
+
+
+def test_episode_counters_count_every_episode_the_steps_started_and_ended():
+    start = datetime.fromisoformat("2026-11-01T00:00:00+08:00")
+    events = [parse_event(line) for line in to_jsonl_bytes(generate(60, 45, start, 3))]
+    until = events[-1].occurred_at + timedelta(days=5)
+    processor, tables = Processor(engine(), TOPICS, PARTITIONS), Tables()
+    happenings = Counter()
+    for source in messages(events, timedelta(hours=1), until):
+        processor.process(source, tables.accounts, tables.platforms, tables.scan)
+        result = processor.finish_batch()
+        tables.apply(result)
+        happenings.update(result.happenings)
+    simulation = Simulation(engine())
+    simulation.run(events, timedelta(hours=1), until)
+    started = sum(state.episode_seq for state in simulation.accounts.values())
+    ended = started - sum(1 for state in simulation.accounts.values() if state.episode is not None)
+    assert ended >= 5
+    assert (happenings[("episode.started", "")], happenings[("episode.ended", "")]) == (started, ended)
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) not installed")
