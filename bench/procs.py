@@ -28,7 +28,6 @@ REPO = Path(__file__).resolve().parent.parent
 DUNNING = Path(sys.executable).with_name("dunning")
 NAIVE_AGENT = Path(__file__).with_name("naive_agent.py")
 PY_SPY = Path(sys.executable).with_name("py-spy")
-KAFKA_LOCAL = REPO / "tools" / "kafka" / "kafka-local"
 STREAMS_RESUMED = b"[^---Recovery]: Worker ready"
 RECOVERY_STARTED = b"[^---Recovery]: Restoring state from changelog topics..."
 WORKER_READY = b"[^Worker]: Ready"  # once per process, after its first assignment's recovery
@@ -106,10 +105,16 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 def local_broker_pid(bootstrap: str) -> int | None:
-    """The pid of tools/kafka/kafka-local's broker when it is the one at `bootstrap`, else None."""
-    said = subprocess.run([str(KAFKA_LOCAL), "status"], capture_output=True, text=True).stdout
-    found = re.search(r"pid (\d+)\) on (\S+)", said)
-    return int(found.group(1)) if found and found.group(2) == bootstrap else None
+    """The pid of the process listening at `bootstrap` when that is on this machine (the local broker)."""
+    host, port = bootstrap.split(",")[0].rsplit(":", 1)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    try:
+        said = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True).stdout
+    except FileNotFoundError:  # no iproute2: the broker's share is left out
+        return None
+    found = re.search(r"pid=(\d+)", said)
+    return int(found.group(1)) if found else None
 
 
 def cpu_clocks(procs: list[Proc], broker_pid: int | None) -> dict[str, float]:
@@ -138,8 +143,9 @@ async def timed(broker: Broker, settings: Settings, partitions: list[TopicPartit
             for proc in procs:
                 proc.check_alive()
             if profile and spy is None and procs[0].logged(STREAMS_RESUMED):
+                # it pauses the process for each sample (about 1% here): without, a third of the stacks come torn
                 spy = subprocess.Popen([str(PY_SPY), "record", "--pid", str(procs[0].proc.pid), "--rate", "100",
-                                        "--nonblocking", "--format", "raw", "--output", str(profile)],
+                                        "--format", "raw", "--output", str(profile)],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             committed = await broker.committed(settings.app_id, partitions)
             samples.append((time.time(), sum(committed.values()), cpu_clocks(procs, broker_pid)))

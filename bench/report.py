@@ -76,8 +76,8 @@ def chart(result: dict, path: Path) -> None:
     ax.legend(fontsize=8)
     sweeps = result["clock_sweep"]
     _bars(axes[0][1], "seconds per clock tick, 1% due",
-          {f"{_count(s['accounts'])} steady": s["tick_s"] for s in sweeps}
-          | {f"{_count(s['accounts'])} first": s["first_tick_s"] for s in sweeps}, 1, "target 1 s")
+          {f"{_count(s['accounts'])} {which}": s[key] for s in sweeps
+           for which, key in (("steady", "tick_s"), ("first", "first_tick_s"))}, 1, "target 1 s")
     changelog = result["changelog"]
     _bars(axes[0][2], "bytes per input event",
           {"input event": changelog["input_mean_bytes"], "changelog": changelog["bytes_per_event"]},
