@@ -39,7 +39,7 @@ def summary(result: dict) -> str:
              f"{result['workload']['partitions']} partitions", "", "  throughput, events/s (same run):"]
     for name, contender in throughput.items():
         extra = (f"  ({contender['counted']:,} counted after {contender['startup_excluded_s']:.1f} s of start-up; "
-                 "cores busy: " + ", ".join(f"{who} {cores}" for who, cores in contender["cpu_cores"].items()) + ")"
+                 f"cores busy: {_cores(contender['cpu_cores'])})"
                  if "counted" in contender else "")
         lines.append(f"    {name:<16} {contender['events_per_s']:>9,}{extra}")
     changelog = result["changelog"]
@@ -52,12 +52,17 @@ def summary(result: dict) -> str:
     for sweep in result["clock_sweep"]:
         lines.append(f"  clock sweep, {sweep['accounts']:,} accounts, {sweep['due_per_tick']:,} due per tick: "
                      f"{sweep['tick_s']} s per tick (first tick after start {sweep['first_tick_s']} s), "
-                     f"restore {sweep['restore']['seconds']} s ({sweep['restore']['bytes'] / 1e6:,.0f} MB)")
+                     f"restore {sweep['restore']['seconds']} s ({sweep['restore']['bytes'] / 1e6:,.0f} MB; cores busy "
+                     f"from start to ready: {_cores(sweep['restore']['cpu_cores_to_ready'])})")
     lines += ["", "  targets:"]
     lines += [f"    {'met    ' if t['met'] else 'NOT met'}  {t['target']}: {t['value']:,} ({t['bound']})"
               for t in result["targets"]]
     lines.append(f"\n  {result['seconds']:.0f} s in all")
     return "\n".join(lines)
+
+
+def _cores(busy: dict[str, float]) -> str:
+    return ", ".join(f"{who} {cores}" for who, cores in busy.items())
 
 
 def chart(result: dict, path: Path) -> None:
