@@ -2,8 +2,8 @@
 
     BENCH_APP_ID=... BENCH_TOPICS=t1,t2 BENCH_PARTITIONS=4 BENCH_STATE_DIR=... python bench/naive_agent.py worker
 
-Faust's defaults otherwise, except the commit cadence, which is the worker's (every 500 messages or second), so
-that the harness sees "everything committed" as soon after the last event for both.
+Faust's defaults otherwise, except the commit cadence, which is the baseline worker's (every 500 messages or
+second), so that the harness sees "everything committed" about as soon after the last event for both.
 """
 from __future__ import annotations
 
