@@ -21,6 +21,7 @@ import time
 from datetime import timedelta
 
 from core import build_lines  # first: core puts the repository on sys.path
+from rules.engine.retention import remember
 from rules.state import AccountState, JournalEntry
 from schemas.events import PLATFORM_ACCOUNT, parse_event
 
@@ -40,10 +41,9 @@ def bookkeeping(lines: list[bytes]) -> float:
         state = accounts.get(event.account_id)
         if state is None:
             state = accounts[event.account_id] = AccountState(event.account_id)
-        if event.event_id in state.seen:
+        if not remember(state, event.event_id, event.occurred_at):
             continue
-        state.seen[event.event_id] = None
-        state.journal.append(JournalEntry(event.occurred_at, event.type, event.event_id, {}))
+        state.case_events.append(JournalEntry(event.occurred_at, event.type, event.event_id, {}))
     return time.perf_counter() - started
 
 

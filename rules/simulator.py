@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Iterable, Iterator
 
-from rules.engine import Engine
-from rules.state import AccountState, PlatformState
+from rules.engine import Engine, Outcome
+from rules.state import AccountState, JournalEntry, PlatformState
+from schemas.audit import AuditRecord
 from schemas.events import PLATFORM_ACCOUNT, ClockTick, InputEvent, PlatformOutage, tick
 from schemas.notices import Notice
 
@@ -24,6 +25,7 @@ class Simulation:
     platform: PlatformState = field(default_factory=PlatformState)
     accounts: dict[str, AccountState] = field(default_factory=dict)
     notices: list[Notice] = field(default_factory=list)
+    audit: list[AuditRecord] | None = None  # every audit line in order, when asked for (an empty list)
     skip_idle: bool = True
     _wake_heap: list[tuple[datetime, str]] = field(default_factory=list)
     _wake: dict[str, datetime | None] = field(default_factory=dict)
@@ -40,8 +42,20 @@ class Simulation:
         outcome = self.engine.step(self.accounts.get(event.account_id), event, self.platform)
         self.accounts[event.account_id] = outcome.state
         self._schedule(event.account_id, outcome.wakeup)
+        self._keep_audit(event.account_id, outcome)
         self.notices.extend(outcome.notices)
         return outcome.notices
+
+    def _keep_audit(self, account_id: str, outcome: Outcome) -> None:
+        if self.audit is not None:
+            self.audit.extend(AuditRecord.of(account_id, self.engine.version, line) for line in outcome.audit)
+
+    def trails(self) -> dict[str, list[JournalEntry]]:
+        """Each account's audit lines, in order (kept only when `audit` was asked for)."""
+        grouped: dict[str, list[JournalEntry]] = {}
+        for record in self.audit or ():
+            grouped.setdefault(record.account_id, []).append(record.line())
+        return grouped
 
     def _schedule(self, account_id: str, wake: datetime | None) -> None:
         if self._wake.get(account_id, _UNSCHEDULED) != wake:
@@ -65,6 +79,7 @@ class Simulation:
             outcome = self.engine.step(self.accounts[account_id], clock, self.platform)
             released.extend(outcome.notices)
             self._schedule(account_id, outcome.wakeup)
+            self._keep_audit(account_id, outcome)
         self.notices.extend(released)
         return released
 

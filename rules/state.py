@@ -1,22 +1,30 @@
 """Per-account state the engine keeps, and platform-wide state every account sees.
 
-Plain slotted dataclasses: the engine's hot path reads and writes them directly, and one pydantic TypeAdapter
-turns them into JSON bytes for the runtime's table and back.
+Plain slotted dataclasses: the engine's hot path reads and writes them directly, and `rules.codec` turns them
+into compact versioned bytes for the runtime's table and back.
+
+An account's state holds what decisions need, not its history (that goes to the audit stream): open invoices,
+and closed ones, payments and ended arrangements only for RETENTION after they closed (late adjustments,
+refunds, and arrangements judged again by a late payment); event ids only for the redelivery window; the
+case file only while it tells a story (events while an invoice is open, notices while an episode is).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import TypeAdapter
-
+from rules.codec import Codec
 from schemas.notices import CaseEntry
 
 ZERO = Decimal("0")
-JOURNAL_LIMIT = 200
-SEEN_EVENTS_LIMIT = 5000
+RETENTION = timedelta(days=30)
+# Event ids are remembered for REDELIVERY_WINDOW of the account's logical time, and the latest
+# REDELIVERY_FLOOR of them whatever their age (a backfill can cross a week of event time in one batch).
+REDELIVERY_WINDOW = timedelta(days=7)
+REDELIVERY_FLOOR = 8
+CASE_FILE_LIMIT = 50
 
 # One line of an account's audit trail: an event, a notice (notice.<kind>) or a decision behind them
 # (decision.<skipped|withdrawn|suppressed|...>, episode.<started|ended>). A handoff's case file carries them
@@ -39,6 +47,7 @@ class InvoiceState:
     plan_id: str | None = None
     fell_due: date | None = None  # set when the installment plan covering it broke: the remainder fell due then
     rules_done: list[str] = field(default_factory=list)
+    closed_at: datetime | None = None  # when it was paid off or cancelled: it leaves the state RETENTION later
 
     @property
     def balance(self) -> Decimal:
@@ -111,6 +120,7 @@ class AccountState:
     credit: dict[str, Decimal] = field(default_factory=dict)
     payments: dict[str, PaymentRecord] = field(default_factory=dict)
     arrangements: dict[str, ArrangementState] = field(default_factory=dict)
+    past_arrangement: str | None = None  # how the latest arrangement that left the state ended
     episode: Episode | None = None
     episode_seq: int = 0
     settled_invoices: int = 0
@@ -119,8 +129,9 @@ class AccountState:
     evaluated_until: datetime | None = None
     dirty: bool = True  # something changed since the last tick; the next tick must look
     platform_revision: int = 0
-    seen: dict[str, None] = field(default_factory=dict)  # recent event ids, oldest first
-    journal: list[JournalEntry] = field(default_factory=list)  # the audit trail, oldest first
+    seen: dict[str, int] = field(default_factory=dict)  # recent event ids -> epoch seconds applied, oldest first
+    case_events: list[JournalEntry] = field(default_factory=list)  # since the oldest open invoice was issued
+    case_notices: list[JournalEntry] = field(default_factory=list)  # of the current episode
 
 
 @dataclass(slots=True)
@@ -139,21 +150,22 @@ class PlatformState:
     revision: int = 0
 
 
-_account_codec: TypeAdapter[AccountState] = TypeAdapter(AccountState)
-_platform_codec: TypeAdapter[PlatformState] = TypeAdapter(PlatformState)
+# Version 1 of the stored layout; a change of fields gets a new version (see rules.codec).
+_account_codec: Codec[AccountState] = Codec(AccountState, 1)
+_platform_codec: Codec[PlatformState] = Codec(PlatformState, 1)
 
 
 def dump_account(state: AccountState) -> bytes:
-    return _account_codec.dump_json(state)
+    return _account_codec.encode(state)
 
 
 def load_account(raw: bytes) -> AccountState:
-    return _account_codec.validate_json(raw)
+    return _account_codec.decode(raw)
 
 
 def dump_platform(state: PlatformState) -> bytes:
-    return _platform_codec.dump_json(state)
+    return _platform_codec.encode(state)
 
 
 def load_platform(raw: bytes) -> PlatformState:
-    return _platform_codec.validate_json(raw)
+    return _platform_codec.decode(raw)

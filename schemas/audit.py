@@ -13,6 +13,7 @@ from typing import Annotated
 
 from pydantic import ConfigDict, Field, TypeAdapter
 
+from schemas.notices import CaseEntry
 from schemas.types import Timestamp
 
 
@@ -29,6 +30,13 @@ class AuditRecord:
     id: Annotated[str, Field(description="event_id, notice_id, rule id, arrangement id or episode id")]
     ruleset_version: str
     detail: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, account_id: str, ruleset_version: str, line: CaseEntry) -> "AuditRecord":
+        return cls(account_id, line.at, line.what, line.id, ruleset_version, line.detail)
+
+    def line(self) -> CaseEntry:
+        return CaseEntry(self.at, self.what, self.id, self.detail)
 
     def to_json(self) -> bytes:
         return audit_adapter.dump_json(self)

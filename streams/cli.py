@@ -78,11 +78,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if rulesets is None:
         return 1
     events, rejected = read_events(Path(args.events), sys.stderr)
-    simulation = Simulation(Engine(rulesets[0]))
+    simulation = Simulation(Engine(rulesets[0]), audit=[] if args.explain or args.audit else None)
     simulation.run(events, args.tick, args.until)
+    if args.audit:
+        with open(args.audit, "wb") as audit:
+            audit.writelines(record.to_json() + b"\n" for record in simulation.audit)
     if args.explain:
-        engine = simulation.engine
-        reports = [account_report(engine, simulation.accounts[a], simulation.platform, simulation.platform.clock)
+        engine, trails = simulation.engine, simulation.trails()
+        reports = [account_report(engine, simulation.accounts[a], simulation.platform, simulation.platform.clock,
+                                  trail=trails.get(a, []))
                    for a in sorted(simulation.accounts)]
         sys.stdout.write("\n".join(render_report(report) for report in reports))
     else:
@@ -174,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--until", type=aware_time, help="keep ticking up to this time (RFC 3339)")
     simulate.add_argument("--tick", type=duration, default=timedelta(hours=1), help="tick interval (default 1h)")
     simulate.add_argument("--explain", action="store_true", help="print a readable timeline per account instead")
+    simulate.add_argument("--audit", help="also write every audit line, as the worker sends them to dunning.audit, "
+                                          "to this JSONL file")
     simulate.set_defaults(handler=cmd_simulate)
 
     schemas = commands.add_parser("schemas", help="JSON Schema files of the event contracts")

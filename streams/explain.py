@@ -1,7 +1,9 @@
 """Why did this account get this notice: a report of an account's standing and its audit trail.
 
 The same report backs `GET /accounts/{id}` on the worker, `dunning explain ACCOUNT`, and
-`dunning simulate --explain`.
+`dunning simulate --explain`. A worker holds only the recent part of the trail (the case file: events since
+the oldest open invoice was issued, the episode's notices); every line is on the audit topic. The simulator
+has the whole trail and passes it in.
 """
 from __future__ import annotations
 
@@ -10,11 +12,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from rules.engine import Engine
-from rules.state import AccountState, PlatformState
+from rules.state import AccountState, JournalEntry, PlatformState
 
 
-def account_report(engine: Engine, state: AccountState, platform: PlatformState, at: datetime | None) -> dict[str, Any]:
-    """A JSON-ready picture of the account at `at` (its last evaluation if None)."""
+def account_report(engine: Engine, state: AccountState, platform: PlatformState, at: datetime | None,
+                   trail: list[JournalEntry] | None = None, audit_topic: str = "dunning.audit") -> dict[str, Any]:
+    """A JSON-ready picture of the account at `at` (its last evaluation if None), with its whole audit `trail`
+    when the caller has it, else the recent part the state holds and where the rest is."""
     at = at or state.evaluated_until or datetime.now().astimezone()
     zone = engine.zone_of(state)
     today = at.astimezone(zone).date()
@@ -29,6 +33,7 @@ def account_report(engine: Engine, state: AccountState, platform: PlatformState,
             "days_past_due": (today - due).days if invoice.status == "open" else None,
         })
     episode = state.episode
+    recent = sorted([*state.case_events, *state.case_notices], key=lambda line: line.at)
     return {
         "account_id": state.account_id,
         "as_of": at.isoformat(),
@@ -47,7 +52,9 @@ def account_report(engine: Engine, state: AccountState, platform: PlatformState,
         "waiting": [{"rule_id": p.rule_id, "kind": p.kind, "since": p.trigger_at.isoformat(),
                      "waiting_for": p.deferred_by} for p in state.pending],
         "timeline": [{"at": e.at.isoformat(), "what": e.what, "id": e.id, "detail": e.detail}
-                     for e in state.journal],
+                     for e in (trail if trail is not None else recent)],
+        "older_lines": None if trail is not None else f"every line of this account's trail is on topic "
+                                                       f"{audit_topic}, key {state.account_id}",
     }
 
 
@@ -81,4 +88,6 @@ def render_report(report: dict[str, Any]) -> str:
         lines.append(f"  in delinquency episode {report['episode']['episode_id']}")
     for entry in report["timeline"]:
         lines.extend(_line(entry, zone))
+    if report["older_lines"]:
+        lines.append(f"  (recent lines only: {report['older_lines']})")
     return "\n".join(lines) + "\n"

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from rules.engine import AGING_BUCKETS, Engine, Outcome, Position, aging_bucket
 from rules.state import AccountState, PlatformState, dump_account, dump_platform, load_account, load_platform
+from schemas.audit import AuditRecord
 from schemas.deadletter import DeadLetter, DeadLetterReason, MessageOrigin
 from schemas.events import (
     EVENT_TYPES,
@@ -210,6 +211,7 @@ class Processor:
             state = None if raw is None else decode_account(raw)
         outcome = self.engine.step(state, event, self._platform(source.partition, platforms))
         self._emit(outcome.notices, source)
+        self._emit_audit(account_id, outcome, source)
         self._count_happenings(outcome)
         wakeup = outcome.wakeup
         self._states[account_id] = (outcome.state, source, wakeup)
@@ -276,7 +278,7 @@ class Processor:
         if self._positions is None:
             return
         platform = self._platforms[partition]  # loaded by the step or the rebuild that brought the account here
-        at = platform.clock or state.evaluated_until or (state.journal[-1].at if state.journal else None)
+        at = platform.clock or state.evaluated_until or (state.case_events[-1].at if state.case_events else None)
         if at is None:
             return
         new = self.engine.portfolio(state, platform, at)
@@ -325,6 +327,12 @@ class Processor:
             self._batch.released_by.append(source.timestamp_ms)
             self._batch.outgoing.append(Outgoing(self._notice_topics[notice.kind], notice.account_id.encode(),
                                                  notice.to_json(), source.partition))
+
+    def _emit_audit(self, account_id: str, outcome: Outcome, source: Source) -> None:
+        key, version, out = account_id.encode(), self.engine.version, self._batch.outgoing
+        for line in outcome.audit:
+            out.append(Outgoing(self.topics.audit, key, AuditRecord.of(account_id, version, line).to_json(),
+                                source.partition))
 
     def _dead_letter(self, source: Source, rejected: Rejected) -> None:
         value = source.value or b""

@@ -105,11 +105,11 @@ def test_the_stream_covers_the_variety_it_promises(parsed: list) -> None:
 
 
 def test_the_default_rules_issue_every_kind_of_notice(parsed: list) -> None:
-    simulation = Simulation(Engine(load_ruleset(ROOT / "rules" / "default.yaml")))
+    simulation = Simulation(Engine(load_ruleset(ROOT / "rules" / "default.yaml")), audit=[])
     simulation.run(parsed, timedelta(hours=1), START + timedelta(days=DAYS))
     kinds = collections.Counter(notice.kind for notice in simulation.notices)
     assert set(kinds) == {"reminder", "urgent_notice", "handoff"}
-    decisions = {entry.what for state in simulation.accounts.values() for entry in state.journal}
+    decisions = {record.what for record in simulation.audit}
     assert {"decision.arrangement_kept", "decision.arrangement_broken"} <= decisions
 
 

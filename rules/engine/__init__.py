@@ -20,13 +20,14 @@ from rules.engine.delivery import WEEK_DAYS, Delivery
 from rules.engine.episodes import Episodes
 from rules.engine.ledger import APPLIERS, Applier
 from rules.engine.moment import Calendar, Overdue, effective_due, paused
-from rules.engine.notices import CASE_FILE_LIMIT, NoticeIssuer, notice_id
+from rules.engine.notices import NoticeIssuer, notice_id
 from rules.engine.outcome import Outcome, record
 from rules.engine.portfolio import AGING_BUCKETS, Position, aging_bucket, positions
+from rules.engine.retention import remember, retire, settle_books
 from rules.engine.rulebook import Rulebook
 from rules.engine.wakeup import Wakeups
 from rules.model import Ruleset
-from rules.state import SEEN_EVENTS_LIMIT, AccountState, InvoiceState, Outage, PlatformState
+from rules.state import CASE_FILE_LIMIT, AccountState, InvoiceState, Outage, PlatformState
 from schemas.events import (
     ArrangementCancelled,
     ClockTick,
@@ -87,12 +88,14 @@ class Engine:
         if apply is None:  # the clock, or a platform-wide event (see apply_platform)
             if isinstance(event, ClockTick) and (state.evaluated_until is None or event.at > state.evaluated_until):
                 self._evaluate(out, platform, event)
-        elif event.event_id not in state.seen:
-            seen = state.seen
-            seen[event.event_id] = None
-            if len(seen) > SEEN_EVENTS_LIMIT:
-                del seen[next(iter(seen))]
-            self._apply(out, platform, event, apply)
+                retire(state, event.at)
+        else:
+            clock = platform.clock
+            now = event.occurred_at if clock is None or event.occurred_at > clock else clock
+            if remember(state, event.event_id, now):
+                retire(state, now)
+                self._apply(out, platform, event, apply, now)
+                settle_books(state, now)
         out.wakeup = self.wakeups.wakeup(state, platform)
         return out
 
@@ -113,12 +116,10 @@ class Engine:
 
     # ----------------------------------------------------------------- one event, one tick
 
-    def _apply(self, out: Outcome, platform: PlatformState, event: InputEvent, apply: Applier) -> None:
+    def _apply(self, out: Outcome, platform: PlatformState, event: InputEvent, apply: Applier, now: datetime) -> None:
         state, event_id = out.state, event.event_id
-        occurred, clock = event.occurred_at, platform.clock
-        now = occurred if clock is None or occurred > clock else clock
         state.dirty = True
-        line = record(out, occurred, event.type, event_id, {})  # before the decisions the event causes
+        line = record(out, event.occurred_at, event.type, event_id, {})  # before the decisions the event causes
         line.detail = detail = apply(state, event)
         moot = "ignored" in detail
         if type(event) is PaymentReceived and state.arrangements and not moot:  # it may keep what a tick broke

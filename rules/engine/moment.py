@@ -155,4 +155,5 @@ def _arrangement_status(state: AccountState) -> str:
             return "active"
         if arrangement.status in ("broken", "kept") and (latest is None or arrangement.ended_at >= latest.ended_at):
             latest = arrangement
-    return "broken" if latest is not None and latest.status == "broken" else "none"
+    outcome = state.past_arrangement if latest is None else latest.status  # past: ended before any still kept
+    return "broken" if outcome == "broken" else "none"

@@ -8,10 +8,9 @@ from typing import Any
 
 from rules.engine.moment import Moment, effective_due
 from rules.engine.outcome import Outcome, record
-from rules.state import ZERO, AccountState
+from rules.state import CASE_FILE_LIMIT, ZERO, AccountState
 from schemas.notices import CaseFile, InvoiceConcerned, Notice, Trigger
 
-CASE_FILE_LIMIT = 50
 
 
 def notice_id(account_id: str, key: str) -> str:
@@ -71,13 +70,5 @@ def concerned(state: AccountState, moment: Moment, invoice_id: str | None) -> li
 def _case_file(state: AccountState) -> CaseFile:
     """The delinquency story: events since the oldest open invoice was issued, and the episode's notices."""
     open_since = min((inv.issued_at for inv in state.invoices.values() if inv.status == "open"), default=None)
-    episode_start = state.episode.started_at if state.episode else None
-    events, notices = [], []
-    for entry in state.journal:
-        if entry.what.startswith("notice."):
-            if episode_start is None or entry.at >= episode_start:
-                notices.append(entry)
-        elif not entry.what.startswith(("decision.", "episode.")):
-            if open_since is None or entry.at >= open_since:
-                events.append(entry)
-    return CaseFile(events=events[-CASE_FILE_LIMIT:], notices=notices[-CASE_FILE_LIMIT:])
+    events = [line for line in state.case_events if open_since is None or line.at >= open_since]
+    return CaseFile(events=events, notices=list(state.case_notices))

@@ -4,14 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from rules.state import JOURNAL_LIMIT, AccountState, JournalEntry
+from rules.state import CASE_FILE_LIMIT, AccountState, JournalEntry
 from schemas.notices import Notice
 
 
 @dataclass(slots=True)
 class Outcome:
     """One event (or tick) applied to one account: the state after it, the notices it released, every audit line
-    it wrote (in order, whatever the account's capped journal kept), and when a tick should next look at it."""
+    it wrote (in order; the audit stream carries them), and when a tick should next look at it."""
 
     state: AccountState
     notices: list[Notice] = field(default_factory=list)
@@ -20,11 +20,16 @@ class Outcome:
 
 
 def record(out: Outcome, at: datetime, what: str, entry_id: str, detail: dict[str, str]) -> JournalEntry:
-    """One audit line: into the step's audit, and into the account's journal (its latest JOURNAL_LIMIT lines)."""
+    """One audit line into the step's audit; events and notices also into the account's case file."""
     line = JournalEntry(at, what, entry_id, detail)
     out.audit.append(line)
-    journal = out.state.journal
-    journal.append(line)
-    if len(journal) > JOURNAL_LIMIT:
-        del journal[: len(journal) - JOURNAL_LIMIT]
+    if what.startswith("notice."):
+        kept = out.state.case_notices
+    elif what.startswith(("decision.", "episode.")):
+        return line
+    else:
+        kept = out.state.case_events
+    kept.append(line)
+    if len(kept) > CASE_FILE_LIMIT:
+        del kept[0]
     return line

@@ -247,6 +247,21 @@ class Kcat:
                          "-X", "fetch.wait.max.ms=10", "-f", fmt])  # the default 500 ms wait per empty fetch
         return [line for line in out.split(b"\n") if line]
 
+    def consume_records(self, topic: str) -> list[tuple[bytes, bytes]]:
+        """Every committed (key, value) on a topic, binary-safe: each field comes after its length."""
+        out = self._run(["-C", "-t", topic, "-o", "beginning", "-e", "-q", "-X", "isolation.level=read_committed",
+                         "-X", "fetch.wait.max.ms=10", "-f", "%K:%k%S:%s"])
+        records, position = [], 0
+        while position < len(out):
+            fields = []
+            for _ in range(2):
+                colon = out.index(b":", position)
+                length = int(out[position:colon])
+                fields.append(out[colon + 1:colon + 1 + length])
+                position = colon + 1 + length
+            records.append((fields[0], fields[1]))
+        return records
+
     def consume(self, topic: str, fmt: str = "%k\t%s\n") -> list[str]:
         return [line.decode() for line in self.consume_bytes(topic, fmt)]
 
@@ -481,9 +496,8 @@ def simulate_in_order(ordered: list[Item], rules: Path = DEFAULT_RULES) -> Simul
 
 def state_diff(live: AccountState, expected: AccountState) -> str:
     """The top-level fields in which two account states differ, for assertion messages."""
-    a, b = json.loads(dump_account(live)), json.loads(dump_account(expected))
-    return "\n".join(f"{key}: live={a.get(key)!r} simulator={b.get(key)!r}"
-                     for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key))
+    return "\n".join(f"{name}: live={getattr(live, name)!r} simulator={getattr(expected, name)!r}"
+                     for name in AccountState.__slots__ if getattr(live, name) != getattr(expected, name))
 
 
 def stored_accounts(kcat: Kcat, namespace: Namespace) -> dict[str, AccountState]:
@@ -491,8 +505,7 @@ def stored_accounts(kcat: Kcat, namespace: Namespace) -> dict[str, AccountState]
     from streams.processor import decode_account
 
     stored = {}
-    for line in kcat.consume_bytes(namespace.changelog, fmt="%k\t%s\n"):
-        key, value = line.split(b"\t", 1)
+    for key, value in kcat.consume_records(namespace.changelog):
         stored[key.decode()] = decode_account(value)
     return stored
 

@@ -31,7 +31,7 @@ class Harness:
         self.state = AccountState(account_id=account_id)
         self.account_id = account_id
         self.notices: list[Notice] = []
-        self.audit: list[JournalEntry] = []  # every audit line, however many the state's journal keeps
+        self.audit: list[JournalEntry] = []  # every audit line, as the worker would publish them
         self._ids = itertools.count(1)
 
     def event(self, type: str, when: str, **fields) -> list[Notice]:

@@ -132,7 +132,7 @@ def test_stages_due_together_fire_only_the_last_of_each_kind_and_the_rest_never(
     harness.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-01")  # day 9 at the first tick
     harness.tick("2026-10-10 10:00")
     assert sorted(harness.rules_fired()) == ["collector", "overdue-day-3"]
-    skipped = [e.id for e in harness.state.journal if e.what == "decision.skipped"]
+    skipped = [e.id for e in harness.audit if e.what == "decision.skipped"]
     assert skipped == ["overdue-day-1"]
     harness.run_until("2026-10-10 11:00", "2026-10-20 00:00")
     assert "overdue-day-1" not in harness.rules_fired()
@@ -145,7 +145,7 @@ def test_a_reminder_waiting_for_the_window_is_withdrawn_if_paid_meanwhile(harnes
     harness.pay("2026-10-11 07:30", "P1", "100.00")
     harness.run_until("2026-10-11 08:00", "2026-10-12 12:00")
     assert "overdue-day-1" not in harness.rules_fired()
-    assert any(e.what == "decision.withdrawn" and e.id == "overdue-day-1" for e in harness.state.journal)
+    assert any(e.what == "decision.withdrawn" and e.id == "overdue-day-1" for e in harness.audit)
 
 
 def test_an_overnight_contact_window_wraps_midnight(make_harness):
@@ -195,13 +195,13 @@ def broken_plan(harness: Harness) -> None:
 def test_an_installment_paid_in_time_whose_payment_arrives_after_midnight_restores_the_plan(harness: Harness):
     broken_plan(harness)
     assert harness.state.episode is not None
-    before = len(harness.state.journal)
+    before = len(harness.audit)
     harness.pay("2026-10-20 23:50", "P1", "150.00")  # paid on the due date, delivered after the judgement
     plan, invoice = harness.state.arrangements["AR1"], harness.state.invoices["I1"]
     assert (plan.status, invoice.plan_id, invoice.fell_due) == ("active", "AR1", None)
     assert harness.state.episode is None  # the invoice is carried by the plan again
     # The broken-promise notice and the day-1 reminder were waiting for 08:00: withdrawn, and recorded.
-    assert [(e.what, e.id) for e in harness.state.journal[before:]] == [
+    assert [(e.what, e.id) for e in harness.audit[before:]] == [
         ("payment.received", "e3"), ("decision.arrangement_restored", "AR1"), ("episode.ended", "A1/1"),
         ("decision.withdrawn", "promise-broken"), ("decision.withdrawn", "overdue-day-1")]
     harness.run_until("2026-10-21 02:00", "2026-11-20 23:00")
@@ -234,7 +234,7 @@ def test_outage_moves_due_dates_and_system_errors_never_notify(harness: Harness)
     assert harness.rules_fired() == ["due-soon"]
     harness.run_until("2026-10-14 00:00", "2026-10-14 09:00")
     assert harness.rules_fired() == ["due-soon", "overdue-day-1"]
-    assert any(e.what == "decision.suppressed" and e.id == "card-invalid" for e in harness.state.journal)
+    assert any(e.what == "decision.suppressed" and e.id == "card-invalid" for e in harness.audit)
 
 
 def test_handoffs_carry_a_case_file_of_ids_not_personal_data(harness: Harness):
@@ -263,7 +263,7 @@ def test_opted_out_channels_are_skipped_and_an_impossible_notice_is_recorded(mak
     stuck.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-10")
     stuck.tick("2026-10-11 10:00")
     assert [n.kind for n in stuck.notices] == []
-    assert any(e.what == "decision.suppressed" for e in stuck.state.journal)
+    assert any(e.what == "decision.suppressed" for e in stuck.audit)
 
 
 def test_state_survives_a_round_trip_through_its_codec(harness: Harness, default_engine):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from rules.engine import Engine, Outcome
-from rules.state import JOURNAL_LIMIT, PlatformState
+from rules.state import PlatformState
 from schemas.events import input_event_adapter, tick
 from conftest import at
 
@@ -21,20 +21,20 @@ def test_a_step_without_state_opens_the_events_account(default_engine: Engine):
     assert isinstance(outcome, Outcome)
     assert outcome.state.account_id == "A1" and "I1" in outcome.state.invoices
     assert [(line.what, line.id) for line in outcome.audit] == [("invoice.issued", "e1")]
-    assert outcome.audit == outcome.state.journal
+    assert outcome.audit == outcome.state.case_events
     assert outcome.wakeup == default_engine.wakeup(outcome.state, platform)
 
 
-def test_the_audit_keeps_every_line_the_capped_journal_drops(default_engine: Engine):
+def test_the_audit_has_every_line_the_state_does_not_keep(default_engine: Engine):
     platform = PlatformState()
     state, written = None, []
-    for n in range(JOURNAL_LIMIT + 20):
+    for n in range(220):
         outcome = default_engine.step(state, event("account.updated", "2026-10-01 10:00", f"e{n}",
                                                    risk_tier="high"), platform)
         state = outcome.state
         written.extend(outcome.audit)
-    assert len(written) == JOURNAL_LIMIT + 20
-    assert state.journal == written[-JOURNAL_LIMIT:]
+    assert [line.id for line in written] == [f"e{n}" for n in range(220)]
+    assert state.case_events == []  # no open invoice: no story to keep
 
 
 def test_a_tick_reports_its_decisions_notices_and_next_wakeup(default_engine: Engine):
@@ -51,7 +51,7 @@ def test_a_tick_reports_its_decisions_notices_and_next_wakeup(default_engine: En
         moment += timedelta(hours=1)
     assert outcome.wakeup == default_engine.wakeup(state, platform)
     assert [n.notice_id for n in released] == [line.id for line in lines if line.what.startswith("notice.")]
-    assert lines == state.journal[-len(lines):]
+    assert [line for line in lines if line.what.startswith("notice.")] == state.case_notices[-len(released):]
 
 
 def test_a_repeated_event_changes_nothing_and_writes_nothing(default_engine: Engine):

@@ -1,0 +1,71 @@
+"""What leaves an account's state once no decision can need it, so that the state is as small as the account's
+open business, whatever its age. The account's history is on the audit stream, not here.
+
+- event ids: after REDELIVERY_WINDOW of the account's logical time (the latest REDELIVERY_FLOOR stay whatever
+  their age): a redelivery within the window changes nothing;
+- closed invoices, payments and ended arrangements: RETENTION after they closed, occurred or ended, unless an
+  arrangement still in the state covers them (a late adjustment, a refund by cancellation, a late payment that
+  keeps a broken promise all work within RETENTION);
+- the case file's events: once no invoice that was open when they happened is still open.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from rules.state import REDELIVERY_FLOOR, REDELIVERY_WINDOW, RETENTION, AccountState
+
+
+def remember(state: AccountState, event_id: str, now: datetime) -> bool:
+    """Records an event id; False when it was already applied (a redelivery)."""
+    seen = state.seen
+    if event_id in seen:
+        return False
+    seen[event_id] = epoch = int(now.timestamp())
+    if len(seen) > REDELIVERY_FLOOR:
+        horizon = epoch - REDELIVERY_WINDOW.total_seconds()
+        for oldest in list(seen)[:len(seen) - REDELIVERY_FLOOR]:
+            if seen[oldest] >= horizon:
+                break
+            del seen[oldest]
+    return True
+
+
+def retire(state: AccountState, now: datetime) -> None:
+    """Drops what is past its retention. Called before an event is applied and at ticks: what it drops changes no
+    decision, so whether an idle account was ticked in between changes nothing either."""
+    cutoff = now - RETENTION
+    arrangements = state.arrangements
+    if arrangements:
+        ended = [a for a in arrangements.values() if a.ended_at is not None and a.ended_at < cutoff]
+        judged = [a for a in ended if a.status in ("kept", "broken")]
+        if judged:
+            state.past_arrangement = max(judged, key=lambda a: a.ended_at).status
+        for arrangement in ended:
+            del arrangements[arrangement.arrangement_id]
+    covered = {i for a in arrangements.values() for i in a.invoice_ids}
+    gone = [invoice_id for invoice_id, invoice in state.invoices.items()
+            if invoice.closed_at is not None and invoice.closed_at < cutoff and invoice_id not in covered]
+    for invoice_id in gone:
+        del state.invoices[invoice_id]
+    if state.payments:
+        keep_from = min((a.agreed_at for a in arrangements.values()), default=cutoff)
+        old = [p for p, payment in state.payments.items() if payment.occurred_at < min(keep_from, cutoff)]
+        for payment_id in old:
+            del state.payments[payment_id]
+
+
+def settle_books(state: AccountState, now: datetime) -> None:
+    """After an event is applied: when invoices closed or reopened, and the case file's events that no open
+    invoice's story needs any more."""
+    open_since = None
+    for invoice in state.invoices.values():
+        if invoice.status == "open":
+            invoice.closed_at = None  # reopened by an adjustment
+            if open_since is None or invoice.issued_at < open_since:
+                open_since = invoice.issued_at
+        elif invoice.closed_at is None:
+            invoice.closed_at = now
+    if open_since is None:
+        state.case_events.clear()
+    elif any(line.at < open_since for line in state.case_events):
+        state.case_events[:] = [line for line in state.case_events if line.at >= open_since]

@@ -1,0 +1,95 @@
+"""An account's state holds what decisions need, not its history: it stays small however old the account is."""
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+
+from rules.state import REDELIVERY_FLOOR, dump_account, load_account
+from tests.rules.conftest import Harness
+
+
+def _monthly_customer(harness: Harness, months: int) -> list[int]:
+    """An invoice each month, paid a few days before it falls due, hourly-ish ticks; the state's size each month."""
+    sizes = []
+    first = date(2021, 1, 1)
+    for month in range(months):
+        issued = first + timedelta(days=30 * month)
+        due = issued + timedelta(days=14)
+        harness.invoice(f"{issued} 10:00", f"INV-{month:03d}", "89.90", due.isoformat())
+        harness.pay(f"{due - timedelta(days=2)} 09:00", f"PAY-{month:03d}", "89.90", invoice_id=f"INV-{month:03d}")
+        for day in (3, 12, 13, 20, 29):
+            harness.tick(f"{issued + timedelta(days=day)} 12:00")
+        sizes.append(len(dump_account(harness.state)))
+    return sizes
+
+
+def test_a_five_year_customer_who_pays_every_month_keeps_a_small_state(harness: Harness):
+    sizes = _monthly_customer(harness, 61)
+    assert max(sizes) < 2048, sizes
+    assert max(sizes[-12:]) <= max(sizes[:12]) + 16  # flat as the account ages (counters gain a byte or two)
+    state = harness.state
+    assert len(state.invoices) <= 2 and len(state.payments) <= 2
+    assert state.settled_invoices == 61  # the aggregate fact survives what left the state
+    assert len(state.seen) <= REDELIVERY_FLOOR + 4
+
+
+def test_what_left_the_state_is_still_on_the_audit_trail(harness: Harness):
+    _monthly_customer(harness, 6)
+    assert "INV-000" not in harness.state.invoices
+    issued = [line.detail["invoice_id"] for line in harness.audit if line.what == "invoice.issued"]
+    assert issued == [f"INV-{m:03d}" for m in range(6)]
+
+
+def test_a_closed_invoice_stays_long_enough_for_a_refund_by_cancellation(harness: Harness):
+    harness.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-10")
+    harness.pay("2026-10-05 10:00", "P1", "100.00", invoice_id="I1")
+    harness.tick("2026-10-20 12:00")
+    harness.event("invoice.cancelled", "2026-10-25 10:00", invoice_id="I1")  # 20 days later: refunded as credit
+    assert harness.state.credit == {"CNY": Decimal("100.00")}
+    harness.tick("2026-11-30 12:00")
+    harness.invoice("2026-12-01 10:00", "I2", "30.00", "2026-12-10")  # the credit pays it; I1 is gone by now
+    assert "I1" not in harness.state.invoices
+    assert harness.state.invoices["I2"].status == "paid" and harness.state.credit == {"CNY": Decimal("70.00")}
+
+
+def test_a_broken_arrangement_is_still_a_fact_after_it_left_the_state(harness: Harness):
+    harness.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-10")
+    harness.event("arrangement.agreed", "2026-10-12 10:00", arrangement_id="PTP1", kind="promise_to_pay",
+                  promised_date="2026-10-15", amount="100.00")
+    harness.run_until("2026-10-12 11:00", "2026-10-17 00:00")
+    assert harness.state.arrangements["PTP1"].status == "broken"
+    harness.pay("2026-10-18 10:00", "P1", "100.00")
+    harness.tick("2026-12-01 00:00")
+    assert harness.state.arrangements == {} and harness.state.past_arrangement == "broken"
+    harness.invoice("2026-12-01 10:00", "I2", "100.00", "2026-12-05")
+    harness.run_until("2026-12-05 00:00", "2026-12-07 12:00")
+    [first] = [n for n in harness.notices if n.issued_at.date() >= date(2026, 12, 6)][:1]
+    assert first.facts["arrangement"] == "broken"
+
+
+def test_the_case_file_keeps_the_open_invoices_story_and_drops_it_once_paid(harness: Harness):
+    harness.invoice("2026-09-01 10:00", "I0", "10.00", "2026-09-10")
+    harness.pay("2026-09-05 10:00", "P0", "10.00", invoice_id="I0")
+    harness.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-10")
+    assert [line.what for line in harness.state.case_events] == ["invoice.issued"]  # I0's story is over
+    for day in range(11, 17):
+        harness.pay(f"2026-10-{day} 10:00", f"P{day}", "1.00", invoice_id="I1")
+    harness.run_until("2026-10-10 00:00", "2026-10-17 09:00")
+    [handoff] = [n for n in harness.notices if n.kind == "handoff"]
+    assert [e.what for e in handoff.case_file.events] == ["invoice.issued"] + ["payment.received"] * 6
+    harness.pay("2026-10-18 10:00", "P-rest", "94.00", invoice_id="I1")
+    assert harness.state.case_events == [] and harness.state.case_notices == []
+
+
+def test_the_codec_keeps_every_field_and_refuses_another_layout(harness: Harness):
+    _monthly_customer(harness, 2)
+    harness.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-10")
+    harness.run_until("2026-10-10 00:00", "2026-10-12 09:30")
+    raw = dump_account(harness.state)
+    assert raw[0] == 1 and load_account(raw) == harness.state
+    try:
+        load_account(bytes([2]) + raw[1:])
+    except ValueError as exc:
+        assert "version 2" in str(exc)
+    else:
+        raise AssertionError("a value of another layout version was read")
