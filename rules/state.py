@@ -105,7 +105,6 @@ class Episode:
     episode_id: str
     started_at: datetime
     done: dict[str, str] = field(default_factory=dict)  # once-per-episode rule id -> fired | skipped
-    last_fired: dict[str, date] = field(default_factory=dict)  # repeating rule id -> local date it was last sent
     open_handoffs: dict[str, str] = field(default_factory=dict)  # target -> rule id that opened it
 
 
@@ -126,6 +125,8 @@ class AccountState:
     settled_invoices: int = 0
     pending: list[Pending] = field(default_factory=list)
     sent_days: list[date] = field(default_factory=list)  # local dates of recent reminders and urgent notices
+    # Repeating rule id -> local date it was last sent, across episodes; kept until its interval has passed.
+    last_sent: dict[str, date] = field(default_factory=dict)
     evaluated_until: datetime | None = None
     dirty: bool = True  # something changed since the last tick; the next tick must look
     platform_revision: int = 0

@@ -140,6 +140,8 @@ class Engine:
             for broken in self.arrangements.judge(out, platform, now):
                 self.episodes.arrangement_broken(out, self.calendar.moment(state, platform, now), broken)
         moment = self.calendar.moment(state, platform, now)
+        if state.last_sent:
+            self.episodes.forget_past_sends(state, moment.today)
         self.episodes.update(out, moment, cause)
         if not paused(state):
             if state.episode is not None:

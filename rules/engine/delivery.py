@@ -97,9 +97,8 @@ class Delivery:
         rule = compiled.rule
         sent_on = moment.today
         state.sent_days.append(sent_on)
-        episode = state.episode
-        if compiled.every_days is not None and episode is not None and episode.episode_id == pending.episode_id:
-            episode.last_fired[rule.id] = sent_on
+        if compiled.every_days is not None:
+            state.last_sent[rule.id] = sent_on
         self.issuer.issue(
             out, moment, cause, kind=pending.kind, rule_id=rule.id, key=pending.key,
             episode_id=pending.episode_id,

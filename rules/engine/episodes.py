@@ -2,7 +2,7 @@
 decides (a handoff at once, a reminder or urgent notice to wait for delivery)."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Callable
 
@@ -12,7 +12,7 @@ from rules.engine.notices import NoticeIssuer, concerned
 from rules.engine.outcome import Outcome, record
 from rules.engine.rulebook import Compiled, Rulebook
 from rules.model import ARRANGEMENT_BROKEN
-from rules.state import ArrangementState, Episode, Pending
+from rules.state import AccountState, ArrangementState, Episode, Pending
 from schemas.events import ExtensionAgreed, InputEvent, InstallmentsAgreed, PaymentFailed, PromiseToPayAgreed
 from schemas.notices import Trigger
 
@@ -55,7 +55,7 @@ class Episodes:
                 if rule.id in episode.done:
                     continue
             else:
-                last = episode.last_fired.get(rule.id)
+                last = state.last_sent.get(rule.id)
                 if rule.id in waiting or (last is not None and (today - last).days < rule.every_days):
                     continue
             facts = moment.facts(rule.currency)
@@ -70,6 +70,15 @@ class Episodes:
                 # A repeating rule counts its days from when it was last sent (see Delivery), not decided.
                 key = f"{rule.id}|{episode.episode_id}|{today.isoformat()}"
             self._decide(out, moment, cause, rule, facts, scope="episode", key=key, episode_id=episode.episode_id)
+
+    def forget_past_sends(self, state: AccountState, today: date) -> None:
+        """Drops a repeating rule's last send once its interval has passed (with a day to spare: a new time zone
+        can move the local date back one), or when the ruleset no longer has the rule."""
+        by_id = self.rulebook.by_id
+        for rule_id, sent_on in list(state.last_sent.items()):
+            rule = by_id.get(rule_id)
+            if rule is None or rule.every_days is None or (today - sent_on).days > rule.every_days:
+                del state.last_sent[rule_id]
 
     def fire_invoice_rules(self, out: Outcome, moment: Moment, cause: str) -> None:
         state, lookahead = out.state, self.rulebook.lookahead

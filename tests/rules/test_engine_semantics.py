@@ -6,7 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from conftest import Harness, at
+from conftest import REPO, Harness, at
+from rules.engine import Engine
+from rules.loader import load_ruleset, parse_ruleset
 from rules.state import dump_account, load_account
 
 MINIMAL = """
@@ -279,3 +281,48 @@ def test_state_survives_a_round_trip_through_its_codec(harness: Harness, default
     copy.run_until("2026-10-22 01:00", "2026-11-10 00:00")
     assert [n.notice_id for n in copy.notices] == [n.notice_id for n in harness.notices[before:]]
     assert copy.notices  # the broken plan did produce notices after the round trip
+
+
+DAILY = """
+version: "t-daily"
+defaults: {timezone: Asia/Shanghai, currency: CNY}
+contact_window: {start: "08:00", end: "21:00"}
+rules:
+  - id: daily
+    when: {days_past_due: {between: [1, 7]}}
+    every: 1d
+    emit: {kind: reminder, channel: sms, template: overdue}
+"""
+
+
+def test_a_repeating_rule_counts_from_its_last_send_to_the_account_not_the_episode():
+    h = Harness(Engine(load_ruleset(REPO / "rules" / "examples" / "b2b-net30.yaml")))
+    h.invoice("2026-09-01T10:00:00-04:00", "I1", "800.00", "2026-10-01", currency="USD")
+    h.run_until("2026-10-02T00:00:00-04:00", "2026-10-18T08:00:00-04:00")
+    # An extension ends the episode; cancelled the next day, the account is 18 days late in a new episode.
+    h.event("arrangement.agreed", "2026-10-18T09:30:00-04:00", arrangement_id="X1", kind="extension",
+            new_due_date="2026-10-30")
+    h.run_until("2026-10-18T10:00:00-04:00", "2026-10-19T08:00:00-04:00")
+    h.event("arrangement.cancelled", "2026-10-19T09:30:00-04:00", arrangement_id="X1")
+    h.run_until("2026-10-19T10:00:00-04:00", "2026-10-31T08:00:00-04:00")
+    weekly = [n for n in h.notices if n.rule_id == "weekly-statement"]
+    assert [(n.issued_at.date().isoformat(), n.episode_id) for n in weekly] == [
+        ("2026-10-16", "A1/1"), ("2026-10-23", "A1/2"), ("2026-10-30", "A1/2")]
+
+
+def test_a_repeating_rules_last_send_is_kept_only_while_it_can_matter(make_harness):
+    h = make_harness(DAILY)
+    h.invoice("2026-03-01 10:00", "A", "100.00", "2026-03-01")
+    h.run_until("2026-03-02 00:00", "2026-03-02 09:00")
+    assert {k: v.isoformat() for k, v in h.state.last_sent.items()} == {"daily": "2026-03-02"}
+    h.pay("2026-03-02 09:30", "P1", "100.00")
+    h.run_until("2026-03-02 10:00", "2026-03-04 01:00")
+    assert h.state.last_sent == {}  # its day has passed (and one to spare): the entry is gone
+    # A ruleset without the rule drops it at its next tick.
+    h.invoice("2026-03-04 10:00", "B", "100.00", "2026-03-01")
+    h.tick("2026-03-04 11:00")
+    assert h.state.last_sent and [n.rule_id for n in h.notices].count("daily") == 2
+    other = Harness(Engine(parse_ruleset(MINIMAL, "minimal.yaml")))
+    other.state, other.platform = h.state, h.platform
+    other.tick("2026-03-04 12:00")
+    assert other.state.last_sent == {}
