@@ -6,7 +6,7 @@ into compact versioned bytes for the runtime's table and back.
 An account's state holds what decisions need, not its history (that goes to the audit stream): open invoices,
 and closed ones, payments and ended arrangements only for RETENTION after they closed (late adjustments,
 refunds, and arrangements judged again by a late payment); event ids only for the redelivery window; the
-case file only while it tells a story (events while an invoice is open, notices while an episode is).
+case file only while a delinquency episode is open.
 """
 from __future__ import annotations
 
@@ -131,8 +131,8 @@ class AccountState:
     dirty: bool = True  # something changed since the last tick; the next tick must look
     platform_revision: int = 0
     seen: dict[str, int] = field(default_factory=dict)  # recent event ids -> epoch seconds applied, oldest first
-    case_events: list[JournalEntry] = field(default_factory=list)  # since the oldest open invoice was issued
-    case_notices: list[JournalEntry] = field(default_factory=list)  # of the current episode
+    case_events: list[JournalEntry] = field(default_factory=list)  # the current episode's (its case file)
+    case_notices: list[JournalEntry] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -31,7 +31,7 @@ class Episodes:
         if episode is None and overdue:
             state.episode_seq += 1
             state.episode = Episode(f"{state.account_id}/{state.episode_seq}", now)
-            state.case_notices.clear()  # the case file's notices are the episode's
+            state.case_notices.clear()  # the case file is the episode's
             record(out, now, "episode.started", state.episode.episode_id,
                    {"days_past_due": str(max(days for _, _, days in overdue))})
         elif episode is not None and not overdue:
@@ -42,6 +42,7 @@ class Episodes:
                     to=target, action="recall", invoices=[],
                 )
             state.episode = None
+            state.case_events.clear()
             state.case_notices.clear()
             record(out, now, "episode.ended", episode.episode_id, {})
 

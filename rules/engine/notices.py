@@ -68,7 +68,5 @@ def concerned(state: AccountState, moment: Moment, invoice_id: str | None) -> li
 
 
 def _case_file(state: AccountState) -> CaseFile:
-    """The delinquency story: events since the oldest open invoice was issued, and the episode's notices."""
-    open_since = min((inv.issued_at for inv in state.invoices.values() if inv.status == "open"), default=None)
-    events = [line for line in state.case_events if open_since is None or line.at >= open_since]
-    return CaseFile(events=events, notices=list(state.case_notices))
+    """The delinquency story: the episode's events (from the one that opened it) and its notices."""
+    return CaseFile(events=list(state.case_events), notices=list(state.case_notices))

@@ -6,7 +6,7 @@ open business, whatever its age. The account's history is on the audit stream, n
 - closed invoices, payments and ended arrangements: RETENTION after they closed, occurred or ended, unless an
   arrangement still in the state covers them (a late adjustment, a refund by cancellation, a late payment that
   keeps a broken promise all work within RETENTION);
-- the case file's events: once no invoice that was open when they happened is still open.
+- the case file: when its episode ends.
 """
 from __future__ import annotations
 
@@ -55,17 +55,12 @@ def retire(state: AccountState, now: datetime) -> None:
 
 
 def settle_books(state: AccountState, now: datetime) -> None:
-    """After an event is applied: when invoices closed or reopened, and the case file's events that no open
-    invoice's story needs any more."""
-    open_since = None
+    """After an event is applied: when invoices closed or reopened; outside an episode, no case file is kept
+    (the event that opens an episode is its first line)."""
     for invoice in state.invoices.values():
         if invoice.status == "open":
             invoice.closed_at = None  # reopened by an adjustment
-            if open_since is None or invoice.issued_at < open_since:
-                open_since = invoice.issued_at
         elif invoice.closed_at is None:
             invoice.closed_at = now
-    if open_since is None:
+    if state.episode is None:
         state.case_events.clear()
-    elif any(line.at < open_since for line in state.case_events):
-        state.case_events[:] = [line for line in state.case_events if line.at >= open_since]

@@ -67,17 +67,19 @@ def test_a_broken_arrangement_is_still_a_fact_after_it_left_the_state(harness: H
     assert first.facts["arrangement"] == "broken"
 
 
-def test_the_case_file_keeps_the_open_invoices_story_and_drops_it_once_paid(harness: Harness):
-    harness.invoice("2026-09-01 10:00", "I0", "10.00", "2026-09-10")
-    harness.pay("2026-09-05 10:00", "P0", "10.00", invoice_id="I0")
+def test_the_case_file_is_the_episodes_story_and_is_held_only_while_it_is_open(harness: Harness):
     harness.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-10")
-    assert [line.what for line in harness.state.case_events] == ["invoice.issued"]  # I0's story is over
+    harness.pay("2026-10-05 10:00", "P0", "1.00", invoice_id="I1")
+    assert harness.state.case_events == []  # not delinquent: nothing held (the trail has it)
+    harness.run_until("2026-10-10 00:00", "2026-10-11 09:00")
     for day in range(11, 17):
         harness.pay(f"2026-10-{day} 10:00", f"P{day}", "1.00", invoice_id="I1")
-    harness.run_until("2026-10-10 00:00", "2026-10-17 09:00")
+    harness.run_until("2026-10-11 10:00", "2026-10-17 09:00")
     [handoff] = [n for n in harness.notices if n.kind == "handoff"]
-    assert [e.what for e in handoff.case_file.events] == ["invoice.issued"] + ["payment.received"] * 6
-    harness.pay("2026-10-18 10:00", "P-rest", "94.00", invoice_id="I1")
+    assert [e.id for e in handoff.case_file.events] == [f"e{n}" for n in range(3, 9)]  # the six payments
+    assert [e.id for e in handoff.case_file.notices] == [n.notice_id for n in harness.notices[:-1]
+                                                         if n.episode_id == handoff.episode_id]
+    harness.pay("2026-10-18 10:00", "P-rest", "93.00", invoice_id="I1")
     assert harness.state.case_events == [] and harness.state.case_notices == []
 
 
