@@ -94,10 +94,11 @@ async def measure(sizes: Sizes, bootstrap: str, workdir: Path, began: float, pro
                 throughput[name] = await loops.consume(broker, contender(name), partitions, handler())
                 log(f"{name}: {throughput[name]['events_per_s']:,} events/s", began)
 
-            naive = contender("c-naive")
-            throughput["c_naive_faust"] = await timed(broker, naive, partitions, [start_naive_agent(
-                naive, workdir, "c-naive")], sizes.timeout)
-            log(f"c_naive_faust: {throughput['c_naive_faust']['events_per_s']:,} events/s", began)
+            for name, empty in (("c0_empty_faust", True), ("c_naive_faust", False)):
+                faust_app = contender(name.replace("_", "-"))
+                throughput[name] = await timed(broker, faust_app, partitions, [start_naive_agent(
+                    faust_app, workdir, name, empty)], sizes.timeout)
+                log(f"{name}: {throughput[name]['events_per_s']:,} events/s", began)
 
             one = contender("d1-worker")
             # created here without compaction, so that the broker cannot shrink what (g) counts
@@ -109,7 +110,7 @@ async def measure(sizes: Sizes, bootstrap: str, workdir: Path, began: float, pro
             throughput["d2_workers"] = await timed(broker, two, partitions, [
                 start_worker(two, workdir, f"d2-worker-{n}") for n in (1, 2)], sizes.timeout)
             log(f"d2_workers: {throughput['d2_workers']['events_per_s']:,} events/s", began)
-            for name in ("c_naive_faust", "d1_worker", "d2_workers"):
+            for name in ("c0_empty_faust", "c_naive_faust", "d1_worker", "d2_workers"):
                 result["peak_rss_mb"][name] = throughput[name].pop("peak_rss_mb")
 
             records, size = await broker.topic_bytes(changelog(one, TABLES[0]), sizes.partitions)

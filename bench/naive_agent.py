@@ -1,4 +1,6 @@
 """Contender (c) of bench/live.py: a naive Faust agent, `json.loads` and one table write per event (memory store).
+With BENCH_EMPTY=1, contender (c0): an agent that takes batches of events and does nothing with them, the most
+any Faust agent on this stream can do here.
 
     BENCH_APP_ID=... BENCH_TOPICS=t1,t2 BENCH_PARTITIONS=4 BENCH_STATE_DIR=... python bench/naive_agent.py worker
 
@@ -27,11 +29,17 @@ latest = app.Table("latest")
 events = app.topic(*os.environ["BENCH_TOPICS"].split(","), value_serializer="raw")
 
 
-@app.agent(events)
-async def naive(stream):
-    async for value in stream:
-        event = json.loads(value)
-        latest[event["account_id"]] = event["event_id"]
+if os.environ.get("BENCH_EMPTY"):
+    @app.agent(events)
+    async def empty(stream):
+        async for _ in stream.take_events(2000, within=0.05):  # the worker's batch
+            pass
+else:
+    @app.agent(events)
+    async def naive(stream):
+        async for value in stream:
+            event = json.loads(value)
+            latest[event["account_id"]] = event["event_id"]
 
 
 if __name__ == "__main__":

@@ -42,6 +42,9 @@ def summary(result: dict) -> str:
                  f"cores busy: {_cores(contender['cpu_cores'])})"
                  if "counted" in contender else "")
         lines.append(f"    {name:<16} {contender['events_per_s']:>9,}{extra}")
+    rate = {name: contender["events_per_s"] for name, contender in throughput.items()}
+    lines.append(f"    worker / empty Faust agent (what Faust's stream alone allows): "
+                 f"{rate['d1_worker'] / rate['c0_empty_faust']:.2f}")
     changelog = result["changelog"]
     lines += ["", f"  changelog: {changelog['records']:,} records, {changelog['bytes'] / 1e6:,.1f} MB, "
                   f"{changelog['bytes_per_event']:,} bytes per input event; input events {changelog['input_mean_bytes']}"

@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 pytestmark = pytest.mark.broker
 
 LIVE_BENCH = Path(__file__).resolve().parents[2] / "bench" / "live.py"
-CONTENDERS = ("a_raw_aiokafka", "b_engine_loop", "c_naive_faust", "d1_worker", "d2_workers")
+CONTENDERS = ("a_raw_aiokafka", "b_engine_loop", "c0_empty_faust", "c_naive_faust", "d1_worker", "d2_workers")
 
 
 async def topics_starting(bootstrap: str, prefix: str) -> list[str]:
