@@ -120,7 +120,7 @@ class Engine:
         state, event_id = out.state, event.event_id
         state.dirty = True
         line = record(out, event.occurred_at, event.type, event_id, {})  # before the decisions the event causes
-        line.detail = detail = apply(state, event)
+        line.detail = detail = apply(state, event, self.calendar.outages(platform, self.calendar.zone_of(state)))
         moot = "ignored" in detail
         if type(event) is PaymentReceived and state.arrangements and not moot:  # it may keep what a tick broke
             self.arrangements.rejudge(out, platform, event, now)

@@ -18,8 +18,8 @@ class Arrangements:
         self.calendar = calendar
         self.currency = currency  # an arrangement's unless it names its own
 
-    def agreed(self, state: AccountState, event: ExtensionAgreed | PromiseToPayAgreed | InstallmentsAgreed
-               ) -> dict[str, str]:
+    def agreed(self, state: AccountState, event: ExtensionAgreed | PromiseToPayAgreed | InstallmentsAgreed,
+               outages: OutageDays | None) -> dict[str, str]:
         detail = {"arrangement_id": event.arrangement_id, "kind": event.kind}
         if event.arrangement_id in state.arrangements:
             detail["ignored"] = "arrangement already known"
@@ -103,7 +103,7 @@ class Arrangements:
                     record(out, now, "decision.arrangement_restored", arrangement.arrangement_id, reason)
 
 
-def cancelled(state: AccountState, event: ArrangementCancelled) -> dict[str, str]:
+def cancelled(state: AccountState, event: ArrangementCancelled, outages: OutageDays | None) -> dict[str, str]:
     detail = {"arrangement_id": event.arrangement_id}
     arrangement = state.arrangements.get(event.arrangement_id)
     if arrangement is None or arrangement.status != "active":

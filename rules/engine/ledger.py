@@ -1,12 +1,14 @@
 """Balances: invoices, payments and credit, and the appliers of the account events that are not arrangements.
 
 An applier changes the state and returns the detail for the event's audit line ("ignored" when the event is
-moot: a repeat, or about something unknown)."""
+moot: a repeat, or about something unknown). It is given the platform's outages in the account's local days:
+money not meant for one invoice pays the oldest effective due date first."""
 from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any, Callable
 
+from rules.engine.moment import OutageDays, effective_due
 from rules.state import ZERO, AccountState, InvoiceState, PaymentRecord
 from schemas.events import (
     AccountUpdated,
@@ -19,14 +21,14 @@ from schemas.events import (
     PaymentReceived,
 )
 
-Applier = Callable[[AccountState, Any], dict[str, str]]
+Applier = Callable[[AccountState, Any, OutageDays | None], dict[str, str]]
 
 
 def money(value: Decimal) -> str:
     return format(value, "f")
 
 
-def invoice_issued(state: AccountState, event: InvoiceIssued) -> dict[str, str]:
+def invoice_issued(state: AccountState, event: InvoiceIssued, outages: OutageDays | None) -> dict[str, str]:
     detail = {"invoice_id": event.invoice_id, "amount": money(event.amount), "currency": event.currency,
               "due_date": event.due_date.isoformat()}
     if event.invoice_id in state.invoices:
@@ -36,12 +38,12 @@ def invoice_issued(state: AccountState, event: InvoiceIssued) -> dict[str, str]:
     state.invoices[event.invoice_id] = invoice
     credit = state.credit.pop(event.currency, ZERO)
     if credit:
-        _allocate(state, event.currency, credit, event.invoice_id)
+        _allocate(state, event.currency, credit, event.invoice_id, outages)
     _close_if_settled(invoice)
     return detail
 
 
-def invoice_adjusted(state: AccountState, event: InvoiceAdjusted) -> dict[str, str]:
+def invoice_adjusted(state: AccountState, event: InvoiceAdjusted, outages: OutageDays | None) -> dict[str, str]:
     detail = {"invoice_id": event.invoice_id, "amount": money(event.amount)}
     invoice = state.invoices.get(event.invoice_id)
     if invoice is None or invoice.status == "cancelled":
@@ -51,14 +53,14 @@ def invoice_adjusted(state: AccountState, event: InvoiceAdjusted) -> dict[str, s
     if invoice.paid > invoice.amount:
         excess = invoice.paid - invoice.amount
         invoice.paid = invoice.amount
-        _allocate(state, invoice.currency, excess, None)
+        _allocate(state, invoice.currency, excess, None, outages)
     if invoice.balance > ZERO:
         invoice.status = "open"
     _close_if_settled(invoice)
     return detail
 
 
-def invoice_cancelled(state: AccountState, event: InvoiceCancelled) -> dict[str, str]:
+def invoice_cancelled(state: AccountState, event: InvoiceCancelled, outages: OutageDays | None) -> dict[str, str]:
     detail = {"invoice_id": event.invoice_id}
     invoice = state.invoices.get(event.invoice_id)
     if invoice is None or invoice.status == "cancelled":
@@ -67,11 +69,11 @@ def invoice_cancelled(state: AccountState, event: InvoiceCancelled) -> dict[str,
     invoice.status = "cancelled"
     refund, invoice.paid = invoice.paid, ZERO
     if refund:
-        _allocate(state, invoice.currency, refund, None)
+        _allocate(state, invoice.currency, refund, None, outages)
     return detail
 
 
-def payment_received(state: AccountState, event: PaymentReceived) -> dict[str, str]:
+def payment_received(state: AccountState, event: PaymentReceived, outages: OutageDays | None) -> dict[str, str]:
     detail = {"payment_id": event.payment_id, "amount": money(event.amount), "currency": event.currency}
     if event.invoice_id:
         detail["invoice_id"] = event.invoice_id
@@ -79,16 +81,17 @@ def payment_received(state: AccountState, event: PaymentReceived) -> dict[str, s
         detail["ignored"] = "payment already recorded"
         return detail
     state.payments[event.payment_id] = PaymentRecord(event.currency, event.amount, event.occurred_at)
-    _allocate(state, event.currency, event.amount, event.invoice_id)
+    _allocate(state, event.currency, event.amount, event.invoice_id, outages)
     return detail
 
 
-def payment_failed(state: AccountState, event: PaymentFailed) -> dict[str, str]:
+def payment_failed(state: AccountState, event: PaymentFailed, outages: OutageDays | None) -> dict[str, str]:
     return {"payment_id": event.payment_id, "amount": money(event.amount), "currency": event.currency,
             "reason": event.reason}
 
 
-def dispute(state: AccountState, event: DisputeOpened | DisputeResolved) -> dict[str, str]:
+def dispute(state: AccountState, event: DisputeOpened | DisputeResolved, outages: OutageDays | None
+            ) -> dict[str, str]:
     detail = {"invoice_id": event.invoice_id}
     invoice = state.invoices.get(event.invoice_id)
     if invoice is None:
@@ -98,7 +101,7 @@ def dispute(state: AccountState, event: DisputeOpened | DisputeResolved) -> dict
     return detail
 
 
-def account_updated(state: AccountState, event: AccountUpdated) -> dict[str, str]:
+def account_updated(state: AccountState, event: AccountUpdated, outages: OutageDays | None) -> dict[str, str]:
     detail: dict[str, str] = {}
     if event.risk_tier is not None:
         state.risk_tier = detail["risk_tier"] = event.risk_tier
@@ -127,15 +130,17 @@ def _close_if_settled(invoice: InvoiceState) -> bool:
     return False
 
 
-def _allocate(state: AccountState, currency: str, amount: Decimal, invoice_id: str | None) -> None:
-    """Pays the named invoice first, then the oldest due; what is left becomes credit for later invoices."""
+def _allocate(state: AccountState, currency: str, amount: Decimal, invoice_id: str | None,
+              outages: OutageDays | None) -> None:
+    """Pays the named invoice first, then the oldest effective due date (a broken plan's, an extension's, moved by
+    outages: the most overdue first); what is left becomes credit for later invoices."""
     named = state.invoices.get(invoice_id) if invoice_id else None
     if named is not None and named.status == "open" and named.currency == currency:
         amount = _pay(state, named, amount)
     if amount > ZERO:  # most payments settle the invoice they name: the others are looked at only if not
         oldest_first = [inv for inv in state.invoices.values() if inv is not named and inv.status == "open"
                         and not inv.disputed and inv.currency == currency]
-        oldest_first.sort(key=lambda inv: (inv.extended_to or inv.due_date, inv.issued_at, inv.invoice_id))
+        oldest_first.sort(key=lambda inv: (effective_due(inv, outages), inv.issued_at, inv.invoice_id))
         for invoice in oldest_first:
             if amount <= ZERO:
                 break

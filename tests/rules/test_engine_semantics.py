@@ -213,6 +213,22 @@ def test_an_installment_paid_in_time_whose_payment_arrives_after_midnight_restor
     assert plan.status == "kept" and invoice.status == "paid"
 
 
+def test_payment_without_invoice_goes_to_the_oldest_effective_due_date(harness: Harness, make_harness):
+    broken_plan(harness)  # I1 was due 10-10; its remainder fell due 10-20
+    harness.invoice("2026-10-21 02:00", "I2", "100.00", "2026-10-15")
+    harness.pay("2026-10-21 03:00", "P1", "100.00")
+    assert harness.state.invoices["I2"].status == "paid"
+    assert harness.state.invoices["I1"].balance == Decimal("300.00")
+    moved = make_harness(MINIMAL)
+    moved.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-10")
+    moved.invoice("2026-10-01 10:00", "I2", "100.00", "2026-10-11")
+    moved.event("platform.outage", "2026-10-10 12:00", account_id="*", outage_id="O1",
+                start="2026-10-09T22:00:00+08:00", end="2026-10-10T03:00:00+08:00", grace_days=3)
+    moved.pay("2026-10-10 13:00", "P1", "100.00")  # I1's due date moved to 10-13, after I2's
+    assert moved.state.invoices["I2"].status == "paid"
+    assert moved.state.invoices["I1"].balance == Decimal("100.00")
+
+
 @pytest.mark.parametrize("late_payment, agreed_since", [("100.00", False), ("150.00", True)])
 def test_a_late_arriving_payment_leaves_the_plan_broken_when_short_or_superseded(harness: Harness, late_payment,
                                                                                  agreed_since):
