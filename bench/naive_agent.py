@@ -24,6 +24,7 @@ app = faust.App(
     broker_commit_every=500,
     broker_commit_interval=1.0,
     web_enabled=False,
+    web_port=int(os.environ["BENCH_WEB_PORT"]),  # Faust binds it all the same: not the default, which may be taken
 )
 latest = app.Table("latest")
 events = app.topic(*os.environ["BENCH_TOPICS"].split(","), value_serializer="raw")

@@ -95,7 +95,8 @@ def start_worker(settings: Settings, workdir: Path, name: str) -> Proc:
 def start_naive_agent(settings: Settings, workdir: Path, name: str, empty: bool = False) -> Proc:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "BENCH_APP_ID": settings.app_id,
            "BENCH_TOPICS": ",".join(settings.topic.inputs), "BENCH_PARTITIONS": str(settings.partitions),
-           "BENCH_STATE_DIR": str(workdir / f"{name}-state"), **({"BENCH_EMPTY": "1"} if empty else {})}
+           "BENCH_STATE_DIR": str(workdir / f"{name}-state"), "BENCH_WEB_PORT": str(free_port()),
+           **({"BENCH_EMPTY": "1"} if empty else {})}
     return Proc(name, [sys.executable, str(NAIVE_AGENT), "worker", "-l", "info"], env, workdir)
 
 
