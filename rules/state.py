@@ -73,7 +73,7 @@ class ArrangementState:
     kind: Literal["extension", "promise_to_pay", "installments"]
     agreed_at: datetime
     currency: str
-    status: Literal["active", "kept", "broken", "cancelled"] = "active"
+    status: Literal["active", "kept", "broken", "cancelled", "superseded"] = "active"
     invoice_ids: list[str] = field(default_factory=list)
     new_due_date: date | None = None
     promised_date: date | None = None

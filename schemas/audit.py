@@ -1,10 +1,10 @@
 """Output: the audit trail, one record per line, on `dunning.audit` keyed by account_id (append-only).
 
 Every event applied to an account, every notice sent, and every decision behind or instead of one (skipped,
-withdrawn, suppressed, an arrangement kept, broken or restored, an episode started or ended) is one line. The
-simulator writes the same lines (`dunning simulate --audit FILE`), so a live trail and an offline one can be
-compared line by line. After a worker crash a line may be repeated (at-least-once): the same account, `at`,
-`what` and `id` name the same line.
+withdrawn, suppressed, an arrangement kept, broken, restored or superseded, an episode started or ended) is one
+line. The simulator writes the same lines (`dunning simulate --audit FILE`), so a live trail and an offline one
+can be compared line by line. After a worker crash a line may be repeated (at-least-once): the same account,
+`at`, `what` and `id` name the same line.
 """
 from __future__ import annotations
 

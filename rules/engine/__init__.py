@@ -124,6 +124,8 @@ class Engine:
         moot = "ignored" in detail
         if type(event) is PaymentReceived and state.arrangements and not moot:  # it may keep what a tick broke
             self.arrangements.rejudge(out, platform, event, now)
+        elif type(event) is PromiseToPayAgreed and not moot:
+            self.arrangements.supersede(out, now)
         moment = self.calendar.moment(state, platform, now)
         if event.type in self.rulebook.event and not moot:
             self.episodes.fire_event_rules(out, moment, event)

@@ -44,6 +44,20 @@ class Arrangements:
         state.arrangements[event.arrangement_id] = arrangement
         return detail
 
+    def supersede(self, out: Outcome, now: datetime) -> None:
+        """Of the promises to pay standing at once, the latest agreed stands: the others end superseded, without
+        notice and without counting as broken (a collector renegotiated; the old one cannot be kept any more)."""
+        state = out.state
+        promises = [a for a in state.arrangements.values() if a.kind == "promise_to_pay" and a.status == "active"]
+        if len(promises) < 2:
+            return
+        newest = max(reversed(promises), key=lambda a: a.agreed_at)  # reversed: of equal times, the later applied
+        for promise in promises:
+            if promise is not newest:
+                _end(state, promise, "superseded", newest.agreed_at)
+                record(out, now, "decision.arrangement_superseded", promise.arrangement_id,
+                       {"kind": promise.kind, "superseded_by": newest.arrangement_id})
+
     def judge(self, out: Outcome, platform: PlatformState, now: datetime) -> Iterator[ArrangementState]:
         """Ends the active arrangements whose day has come; yields each broken one as it breaks, so that what
         the break raises is decided before the next arrangement is judged."""

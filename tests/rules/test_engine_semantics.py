@@ -183,6 +183,25 @@ def test_a_payment_made_before_the_deadline_that_arrives_after_midnight_keeps_th
     assert "promise-broken" not in harness.rules_fired()  # it was waiting for 08:00 and was withdrawn
 
 
+def test_a_new_promise_supersedes_the_one_standing_without_notice_and_not_as_broken(harness: Harness):
+    harness.invoice("2026-10-01 10:00", "I1", "300.00", "2026-10-10")
+    for arrangement_id, agreed, promised in (("AR1", "2026-10-11 10:00", "2026-10-16"),
+                                             ("AR2", "2026-10-15 10:00", "2026-10-25"),
+                                             ("AR0", "2026-10-14 10:00", "2026-10-20")):  # arrives late
+        harness.event("arrangement.agreed", agreed, arrangement_id=arrangement_id, kind="promise_to_pay",
+                      promised_date=promised, amount="300.00")
+    arrangements = harness.state.arrangements
+    assert {a: arrangements[a].status for a in ("AR0", "AR1", "AR2")} == {
+        "AR0": "superseded", "AR1": "superseded", "AR2": "active"}
+    assert [(e.what, e.id, e.detail["superseded_by"]) for e in harness.audit if e.what.startswith("decision.")] == [
+        ("decision.arrangement_superseded", "AR1", "AR2"), ("decision.arrangement_superseded", "AR0", "AR2")]
+    harness.event("arrangement.cancelled", "2026-10-15 12:00", arrangement_id="AR2")
+    harness.run_until("2026-10-15 13:00", "2026-10-22 09:00")
+    assert "promise-broken" not in harness.rules_fired()
+    moment = harness.engine.calendar.moment(harness.state, harness.platform, at("2026-10-22 09:00"))
+    assert moment.facts(None)["arrangement"] == "none"
+
+
 def broken_plan(harness: Harness) -> None:
     """Two installments of 150.00 for a 300.00 invoice; nothing paid, so the tick at midnight breaks the plan."""
     harness.invoice("2026-10-01 10:00", "I1", "300.00", "2026-10-10")

@@ -14,7 +14,7 @@ from schemas.events import parse_event
 from streams.generate import generate, to_jsonl_bytes
 from streams.metrics import WorkerMetrics
 from streams.processor import Processor, partition_for
-from test_processor import PARTITIONS, TOPICS, Tables, engine, messages, run, scenario_events
+from test_processor import PARTITIONS, REPO, TOPICS, Tables, engine, messages, run, scenario_events
 
 
 def simulate_and_process(batch: int = 50):
@@ -85,17 +85,21 @@ def test_figures_kept_up_while_processing_equal_a_rebuild_from_the_tables():
     assert nonzero(kept_up) == nonzero(rebuilt)
 
 
-def test_flow_counters_follow_what_was_processed():
+def flow_counters(events):
+    """Processes the events as one batch; its result and the metrics' exposition."""
     processor, tables = Processor(engine(), TOPICS, PARTITIONS), Tables()
     metrics = WorkerMetrics("2026.11-default", lambda: processor.portfolio(range(PARTITIONS), tables.platforms,
                                                                            tables.scan))
-    events = scenario_events()
     for source in messages(events, timedelta(hours=1), events[-1].occurred_at + timedelta(days=20)):
         processor.process(source, tables.accounts, tables.platforms, tables.scan)
     result = processor.finish_batch()
     tables.apply(result)
     metrics.record(result, acknowledged_at=2_000_000_000.0)
-    text = metrics.exposition().decode()
+    return result, metrics.exposition().decode()
+
+
+def test_flow_counters_follow_what_was_processed():
+    result, text = flow_counters(scenario_events())
     handoffs = sum(1 for n in result.notices if n.kind == "handoff" and n.action == "open")
     assert 'dunning_handoffs_total{action="open",to="collector"}' in text
     assert sum(float(line.split()[-1]) for line in text.splitlines()
@@ -104,6 +108,13 @@ def test_flow_counters_follow_what_was_processed():
     assert "dunning_episodes_started_total" in text and 'dunning_portfolio_accounts_open{currency="CNY"}' in text
     assert 'dunning_arrangements_total{kind="promise_to_pay",outcome="broken"} 1.0' in text
     assert 'dunning_notices_deferred_total{reason="contact_window"}' in text
+
+
+def test_a_superseded_promise_is_an_arrangement_outcome():
+    lines = (REPO / "tests" / "scenarios" / "21-promise-superseded" / "events.jsonl").read_bytes().splitlines()
+    _, text = flow_counters([parse_event(line) for line in lines if line.strip()])
+    assert 'dunning_arrangements_total{kind="promise_to_pay",outcome="superseded"} 2.0' in text
+    assert 'dunning_arrangements_total{kind="promise_to_pay",outcome="broken"} 1.0' in text
 
 
 def test_episode_counters_count_every_episode_the_steps_started_and_ended():
