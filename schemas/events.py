@@ -46,7 +46,7 @@ class InvoiceCancelled(Envelope):
 
 
 class PaymentReceived(Envelope):
-    """Without invoice_id the payment goes to the oldest due invoice first; any excess becomes credit."""
+    """Without invoice_id the payment goes to the oldest effective due date first; any excess becomes credit."""
 
     type: Literal["payment.received"]
     payment_id: str = Field(min_length=1)
@@ -56,7 +56,8 @@ class PaymentReceived(Envelope):
 
 
 class PaymentFailed(Envelope):
-    """An auto-debit that failed; it changes no balance."""
+    """An auto-debit that failed; it changes no balance. Each attempt at the payment fails at most once: the same
+    payment_id and attempt again changes nothing, a new attempt is a new failure."""
 
     type: Literal["payment.failed"]
     payment_id: str = Field(min_length=1)
@@ -64,6 +65,8 @@ class PaymentFailed(Envelope):
     currency: Currency
     invoice_id: str | None = None
     reason: FailureReason
+    attempt: int = Field(default=1, ge=1, strict=True,
+                         description="Which try at the payment failed: 1 the first, a retry counts up")
 
 
 class Installment(BaseModel):

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from rules.engine.arrangements import Arrangements, cancelled
 from rules.engine.delivery import WEEK_DAYS, Delivery
 from rules.engine.episodes import Episodes
-from rules.engine.ledger import APPLIERS, Applier
+from rules.engine.ledger import APPLIERS, Applier, When
 from rules.engine.moment import Calendar, Overdue, effective_due, paused
 from rules.engine.notices import NoticeIssuer, notice_id
 from rules.engine.outcome import Outcome, record
@@ -120,7 +120,8 @@ class Engine:
         state, event_id = out.state, event.event_id
         state.dirty = True
         line = record(out, event.occurred_at, event.type, event_id, {})  # before the decisions the event causes
-        line.detail = detail = apply(state, event, self.calendar.outages(platform, self.calendar.zone_of(state)))
+        outages = self.calendar.outages(platform, self.calendar.zone_of(state))
+        line.detail = detail = apply(state, event, When(now, outages))
         moot = "ignored" in detail
         if type(event) is PaymentReceived and state.arrangements and not moot:  # it may keep what a tick broke
             self.arrangements.rejudge(out, platform, event, now)

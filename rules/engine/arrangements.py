@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Iterator
 from zoneinfo import ZoneInfo
 
+from rules.engine.ledger import When
 from rules.engine.moment import Calendar, OutageDays, shifted
 from rules.engine.outcome import Outcome, record
 from rules.state import ZERO, AccountState, ArrangementState, InstallmentState, InvoiceState, PlatformState
@@ -19,7 +20,7 @@ class Arrangements:
         self.currency = currency  # an arrangement's unless it names its own
 
     def agreed(self, state: AccountState, event: ExtensionAgreed | PromiseToPayAgreed | InstallmentsAgreed,
-               outages: OutageDays | None) -> dict[str, str]:
+               when: When) -> dict[str, str]:
         detail = {"arrangement_id": event.arrangement_id, "kind": event.kind}
         if event.arrangement_id in state.arrangements:
             detail["ignored"] = "arrangement already known"
@@ -117,7 +118,7 @@ class Arrangements:
                     record(out, now, "decision.arrangement_restored", arrangement.arrangement_id, reason)
 
 
-def cancelled(state: AccountState, event: ArrangementCancelled, outages: OutageDays | None) -> dict[str, str]:
+def cancelled(state: AccountState, event: ArrangementCancelled, when: When) -> dict[str, str]:
     detail = {"arrangement_id": event.arrangement_id}
     arrangement = state.arrangements.get(event.arrangement_id)
     if arrangement is None or arrangement.status != "active":

@@ -1,14 +1,15 @@
 """Balances: invoices, payments and credit, and the appliers of the account events that are not arrangements.
 
 An applier changes the state and returns the detail for the event's audit line ("ignored" when the event is
-moot: a repeat, or about something unknown). It is given the platform's outages in the account's local days:
-money not meant for one invoice pays the oldest effective due date first."""
+moot: a repeat, or about something unknown)."""
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from rules.engine.moment import OutageDays, effective_due
+from rules.engine.retention import remember
 from rules.state import ZERO, AccountState, InvoiceState, PaymentRecord
 from schemas.events import (
     AccountUpdated,
@@ -21,14 +22,23 @@ from schemas.events import (
     PaymentReceived,
 )
 
-Applier = Callable[[AccountState, Any, OutageDays | None], dict[str, str]]
+
+class When(NamedTuple):
+    """When an event is applied: the account's logical time (the later of the event's and the clock), and the
+    platform's outages in its local days (money not meant for one invoice pays the oldest effective due first)."""
+
+    now: datetime
+    outages: OutageDays | None
+
+
+Applier = Callable[[AccountState, Any, When], dict[str, str]]
 
 
 def money(value: Decimal) -> str:
     return format(value, "f")
 
 
-def invoice_issued(state: AccountState, event: InvoiceIssued, outages: OutageDays | None) -> dict[str, str]:
+def invoice_issued(state: AccountState, event: InvoiceIssued, when: When) -> dict[str, str]:
     detail = {"invoice_id": event.invoice_id, "amount": money(event.amount), "currency": event.currency,
               "due_date": event.due_date.isoformat()}
     if event.invoice_id in state.invoices:
@@ -38,12 +48,12 @@ def invoice_issued(state: AccountState, event: InvoiceIssued, outages: OutageDay
     state.invoices[event.invoice_id] = invoice
     credit = state.credit.pop(event.currency, ZERO)
     if credit:
-        _allocate(state, event.currency, credit, event.invoice_id, outages)
+        _allocate(state, event.currency, credit, event.invoice_id, when.outages)
     _close_if_settled(invoice)
     return detail
 
 
-def invoice_adjusted(state: AccountState, event: InvoiceAdjusted, outages: OutageDays | None) -> dict[str, str]:
+def invoice_adjusted(state: AccountState, event: InvoiceAdjusted, when: When) -> dict[str, str]:
     detail = {"invoice_id": event.invoice_id, "amount": money(event.amount)}
     invoice = state.invoices.get(event.invoice_id)
     if invoice is None or invoice.status == "cancelled":
@@ -53,14 +63,14 @@ def invoice_adjusted(state: AccountState, event: InvoiceAdjusted, outages: Outag
     if invoice.paid > invoice.amount:
         excess = invoice.paid - invoice.amount
         invoice.paid = invoice.amount
-        _allocate(state, invoice.currency, excess, None, outages)
+        _allocate(state, invoice.currency, excess, None, when.outages)
     if invoice.balance > ZERO:
         invoice.status = "open"
     _close_if_settled(invoice)
     return detail
 
 
-def invoice_cancelled(state: AccountState, event: InvoiceCancelled, outages: OutageDays | None) -> dict[str, str]:
+def invoice_cancelled(state: AccountState, event: InvoiceCancelled, when: When) -> dict[str, str]:
     detail = {"invoice_id": event.invoice_id}
     invoice = state.invoices.get(event.invoice_id)
     if invoice is None or invoice.status == "cancelled":
@@ -69,11 +79,11 @@ def invoice_cancelled(state: AccountState, event: InvoiceCancelled, outages: Out
     invoice.status = "cancelled"
     refund, invoice.paid = invoice.paid, ZERO
     if refund:
-        _allocate(state, invoice.currency, refund, None, outages)
+        _allocate(state, invoice.currency, refund, None, when.outages)
     return detail
 
 
-def payment_received(state: AccountState, event: PaymentReceived, outages: OutageDays | None) -> dict[str, str]:
+def payment_received(state: AccountState, event: PaymentReceived, when: When) -> dict[str, str]:
     detail = {"payment_id": event.payment_id, "amount": money(event.amount), "currency": event.currency}
     if event.invoice_id:
         detail["invoice_id"] = event.invoice_id
@@ -81,17 +91,20 @@ def payment_received(state: AccountState, event: PaymentReceived, outages: Outag
         detail["ignored"] = "payment already recorded"
         return detail
     state.payments[event.payment_id] = PaymentRecord(event.currency, event.amount, event.occurred_at)
-    _allocate(state, event.currency, event.amount, event.invoice_id, outages)
+    _allocate(state, event.currency, event.amount, event.invoice_id, when.outages)
     return detail
 
 
-def payment_failed(state: AccountState, event: PaymentFailed, outages: OutageDays | None) -> dict[str, str]:
-    return {"payment_id": event.payment_id, "amount": money(event.amount), "currency": event.currency,
-            "reason": event.reason}
+def payment_failed(state: AccountState, event: PaymentFailed, when: When) -> dict[str, str]:
+    detail = {"payment_id": event.payment_id, "attempt": str(event.attempt), "amount": money(event.amount),
+              "currency": event.currency, "reason": event.reason}
+    # A retry is a new attempt; the same attempt again (a re-sent failure) within the redelivery window is moot.
+    if not remember(state, f"failed:{event.payment_id}:{event.attempt}", when.now):
+        detail["ignored"] = "payment attempt already failed"
+    return detail
 
 
-def dispute(state: AccountState, event: DisputeOpened | DisputeResolved, outages: OutageDays | None
-            ) -> dict[str, str]:
+def dispute(state: AccountState, event: DisputeOpened | DisputeResolved, when: When) -> dict[str, str]:
     detail = {"invoice_id": event.invoice_id}
     invoice = state.invoices.get(event.invoice_id)
     if invoice is None:
@@ -101,7 +114,7 @@ def dispute(state: AccountState, event: DisputeOpened | DisputeResolved, outages
     return detail
 
 
-def account_updated(state: AccountState, event: AccountUpdated, outages: OutageDays | None) -> dict[str, str]:
+def account_updated(state: AccountState, event: AccountUpdated, when: When) -> dict[str, str]:
     detail: dict[str, str] = {}
     if event.risk_tier is not None:
         state.risk_tier = detail["risk_tier"] = event.risk_tier

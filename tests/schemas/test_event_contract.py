@@ -29,7 +29,7 @@ VALID: dict[str, dict[str, Any]] = {
     "payment.received": event("payment.received", payment_id="P1", amount="20.50", currency="CNY",
                               invoice_id="I1"),
     "payment.failed": event("payment.failed", payment_id="P2", amount="120.50", currency="CNY",
-                            reason="insufficient_funds"),
+                            reason="insufficient_funds", attempt=2),
     "arrangement.agreed/extension": event("arrangement.agreed", arrangement_id="R1", kind="extension",
                                           new_due_date="2027-01-15", invoice_ids=["I1"]),
     "arrangement.agreed/promise_to_pay": event("arrangement.agreed", arrangement_id="R2", kind="promise_to_pay",
@@ -50,7 +50,7 @@ VALID: dict[str, dict[str, Any]] = {
 # Fields a producer may leave out; every other field of a VALID sample is required.
 OPTIONAL: dict[str, set[str]] = {
     "payment.received": {"invoice_id"},
-    "payment.failed": {"invoice_id"},
+    "payment.failed": {"invoice_id", "attempt"},
     "arrangement.agreed/extension": {"invoice_ids", "currency"},
     "arrangement.agreed/promise_to_pay": {"currency"},
     "arrangement.agreed/installments": {"invoice_ids", "currency"},
@@ -213,6 +213,9 @@ def test_optional_fields_may_be_left_out(name, fields):
     ("payment.received", "invoice_id", ["I1"]),
     ("payment.failed", "reason", "card_expired"),
     ("payment.failed", "reason", "Insufficient_Funds"),
+    ("payment.failed", "attempt", 0),
+    ("payment.failed", "attempt", "2"),
+    ("payment.failed", "attempt", 2.5),
     ("arrangement.agreed/extension", "invoice_ids", "I1"),
     ("arrangement.agreed/installments", "schedule", []),
     ("arrangement.agreed/installments", "schedule", {"due_date": "2027-01-10", "amount": "60.25"}),
@@ -239,6 +242,11 @@ def test_every_failure_reason_is_accepted(reason):
 @pytest.mark.parametrize("tier", ["low", "standard", "high"])
 def test_every_risk_tier_is_accepted(tier):
     assert parse(with_field("account.updated", "risk_tier", tier)).risk_tier == tier
+
+
+def test_a_payment_failure_without_attempt_is_the_first():
+    raw = {key: value for key, value in VALID["payment.failed"].items() if key != "attempt"}
+    assert parse(raw).attempt == 1
 
 
 def test_payment_without_invoice_id_is_unallocated():
@@ -316,6 +324,7 @@ def test_valid_sample_passes_its_json_schema(validators, name):
     ("invoice.issued", "amount", "1e3"),
     ("invoice.issued", "currency", "cny"),
     ("payment.failed", "reason", "card_expired"),
+    ("payment.failed", "attempt", 0),
     ("account.updated", "risk_tier", "medium"),
     ("platform.outage", "grace_days", -1),
     ("arrangement.agreed/installments", "schedule", []),
