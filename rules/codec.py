@@ -2,8 +2,9 @@
 
 Built once per class from its type hints, as generated Python functions (the state of every touched account is
 decoded and encoded once per batch, so this is on the hot path). Positional arrays keep a stored state small:
-no field names, dates as day numbers, instants as epoch seconds and UTC offset, decimals as strings. The version byte names the field layout: a change of layout gets a new version, and `decode` refuses
-a value of another version rather than misreading it.
+no field names, dates as day numbers, instants as epoch seconds and UTC offset, decimals as strings; a value over COMPRESS_ABOVE bytes is lz4-compressed when that makes it smaller (long delinquency episodes
+hold case files of repetitive lines). The version byte names the field layout: a change of layout gets a new
+version, and `decode` refuses a value of another version rather than misreading it.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
+import cramjam
 import msgpack
 
 T = TypeVar("T")
@@ -126,22 +128,36 @@ class _Generator:
         return namespace[f"_dump_{cls.__name__}"], namespace[f"_load_{cls.__name__}"]
 
 
+_COMPRESSED = 0x80  # the version byte's high bit: the msgpack bytes that follow are lz4-compressed
+COMPRESS_ABOVE = 256  # bytes; below this lz4 gains little and costs a call
+
+
 class Codec(Generic[T]):
-    """Bytes for one dataclass type: a version byte, then msgpack."""
+    """Bytes for one dataclass type: a version byte, then msgpack, lz4-compressed when that makes it smaller."""
 
     def __init__(self, cls: type[T], version: int):
-        if not 0 < version < 256:
-            raise ValueError("the version is one byte")
+        if not 0 < version < _COMPRESSED:
+            raise ValueError("the version takes 7 bits")
         self.cls, self.version = cls, version
         self._dump, self._load = _Generator().build(cls)
-        self._head = bytes([version])
+        self._head, self._squeezed_head = bytes([version]), bytes([version | _COMPRESSED])
         self._packer = msgpack.Packer(use_bin_type=True)
 
     def encode(self, value: T) -> bytes:
-        return self._head + self._packer.pack(self._dump(value))
+        packed = self._packer.pack(self._dump(value))
+        if len(packed) > COMPRESS_ABOVE:
+            squeezed = cramjam.lz4.compress_block(packed)
+            if len(squeezed) < len(packed):
+                return self._squeezed_head + bytes(squeezed)
+        return self._head + packed
 
     def decode(self, raw: bytes) -> T:
-        if not raw or raw[0] != self.version:
-            found = raw[0] if raw else "nothing"
+        head = raw[0] if raw else None
+        if head == self.version:
+            body = memoryview(raw)[1:]
+        elif head == self.version | _COMPRESSED:
+            body = cramjam.lz4.decompress_block(memoryview(raw)[1:])
+        else:
+            found = "nothing" if head is None else head & ~_COMPRESSED
             raise CodecError(f"{self.cls.__name__}: stored layout version {found}, this code reads {self.version}")
-        return self._load(msgpack.unpackb(memoryview(raw)[1:], raw=False))
+        return self._load(msgpack.unpackb(body, raw=False))

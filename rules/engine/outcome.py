@@ -19,17 +19,23 @@ class Outcome:
     wakeup: datetime | None = None
 
 
+# What the case file keeps of a notice's line: what went out. Why (facts, when decided, what it waited for) is in
+# the notice itself and on the audit stream; held for every notice of a long episode it was most of the state.
+_SENT = ("rule_id", "channel", "template", "to", "action")
+
+
 def record(out: Outcome, at: datetime, what: str, entry_id: str, detail: dict[str, str]) -> JournalEntry:
     """One audit line into the step's audit; events and notices also into the account's case file."""
     line = JournalEntry(at, what, entry_id, detail)
     out.audit.append(line)
     if what.startswith("notice."):
         kept = out.state.case_notices
+        kept.append(JournalEntry(at, what, entry_id, {key: detail[key] for key in _SENT if key in detail}))
     elif what.startswith(("decision.", "episode.")):
         return line
     else:
         kept = out.state.case_events
-    kept.append(line)
+        kept.append(line)
     if len(kept) > CASE_FILE_LIMIT:
         del kept[0]
     return line

@@ -51,7 +51,8 @@ def test_a_tick_reports_its_decisions_notices_and_next_wakeup(default_engine: En
         moment += timedelta(hours=1)
     assert outcome.wakeup == default_engine.wakeup(state, platform)
     assert [n.notice_id for n in released] == [line.id for line in lines if line.what.startswith("notice.")]
-    assert [line for line in lines if line.what.startswith("notice.")] == state.case_notices[-len(released):]
+    assert [line.id for line in lines if line.what.startswith("notice.")] == \
+        [line.id for line in state.case_notices[-len(released):]]
 
 
 def test_a_repeated_event_changes_nothing_and_writes_nothing(default_engine: Engine):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from decimal import Decimal
 
-from rules.state import REDELIVERY_FLOOR, dump_account, load_account
+from rules.state import CASE_FILE_LIMIT, REDELIVERY_FLOOR, dump_account, load_account
 from tests.rules.conftest import Harness
 
 
@@ -83,12 +83,29 @@ def test_the_case_file_is_the_episodes_story_and_is_held_only_while_it_is_open(h
     assert harness.state.case_events == [] and harness.state.case_notices == []
 
 
+def test_a_long_episodes_case_file_keeps_what_went_out_and_is_stored_compressed(harness: Harness):
+    harness.event("account.updated", "2026-09-30 10:00", risk_tier="high")
+    harness.invoice("2026-10-01 10:00", "I1", "5000.00", "2026-10-05")
+    start = date(2026, 10, 6)
+    for day in range(70):  # a small payment a day: the episode goes on
+        moment = start + timedelta(days=day)
+        harness.run_until(f"{moment} 00:00", f"{moment} 23:00")
+        harness.pay(f"{moment} 23:30", f"P{day}", "1.00", invoice_id="I1")
+    state = harness.state
+    assert len(state.case_events) == CASE_FILE_LIMIT and state.case_events[-1].id == harness.audit[-1].id
+    assert state.case_notices and all(set(line.detail) <= {"rule_id", "channel", "template", "to", "action"}
+                                      for line in state.case_notices)
+    raw = dump_account(state)
+    assert raw[0] == 1 | 0x80 and load_account(raw) == state  # lz4 behind the same layout version
+    assert len(raw) < 4096
+
+
 def test_the_codec_keeps_every_field_and_refuses_another_layout(harness: Harness):
     _monthly_customer(harness, 2)
     harness.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-10")
     harness.run_until("2026-10-10 00:00", "2026-10-12 09:30")
     raw = dump_account(harness.state)
-    assert raw[0] == 1 and load_account(raw) == harness.state
+    assert raw[0] & 0x7F == 1 and load_account(raw) == harness.state
     try:
         load_account(bytes([2]) + raw[1:])
     except ValueError as exc:
