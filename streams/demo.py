@@ -1,8 +1,8 @@
 """`make demo`: a month of generated billing for a few hundred accounts through a live worker.
 
 Starts a worker on the local broker under a fresh topic namespace, prints notices as they arrive while the
-events and hourly-or-coarser ticks are published in the simulator's order, then checks the live notices
-against `dunning simulate` on the same input and says where to look next.
+events and hourly-or-coarser ticks are published in the simulator's order, then checks the live notices and
+audit trail against `dunning simulate` on the same input and says where to look next.
 """
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ import time
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Sequence
+
+from aiokafka.structs import ConsumerRecord
 
 from rules.engine import Engine
 from rules.loader import load_ruleset
@@ -23,7 +26,7 @@ from schemas.events import parse_event
 from schemas.notices import Notice
 from streams.cli import duration
 from streams.generate import generate, to_jsonl_bytes
-from streams.live import notice_consumer, publish, tail
+from streams.live import publish, reader, tail, trail_differences, trails
 from streams.settings import Settings, TopicNames
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,10 +86,14 @@ async def run(args: argparse.Namespace) -> int:
         worker.terminate()
         worker.wait(timeout=30)
 
-    simulation = Simulation(Engine(load_ruleset(settings.rules)))
+    simulation = Simulation(Engine(load_ruleset(settings.rules)), audit=[])
     simulation.run(events, every, until)
     expected = {n.notice_id: n for n in simulation.notices}
-    live = await collect(settings)
+    topics = settings.topic
+    notices = await collect(settings, (topics.reminders, topics.urgent_notices, topics.handoffs))
+    live = {n.notice_id: n for n in (Notice.model_validate_json(record.value) for record in notices)}
+    audit = trails((record.key.decode(), record.value) for record in await collect(settings, [topics.audit]))
+    audit_differences = trail_differences(audit, trails((r.account_id, r.to_json()) for r in simulation.audit))
     kinds = Counter(n.kind for n in simulation.notices)
     print(f"\ndemo: published {len(events)} events and their ticks in {elapsed:.0f} s")
     print(f"demo: notices: {kinds['reminder']} reminders, {kinds['urgent_notice']} urgent notices, "
@@ -94,27 +101,31 @@ async def run(args: argparse.Namespace) -> int:
     missing, extra = set(expected) - set(live), set(live) - set(expected)
     verdict = "the same notices" if not missing and not extra else f"{len(missing)} missing, {len(extra)} extra"
     print(f"demo: live worker vs `dunning simulate` on the same input: {verdict}")
+    lines = sum(map(len, audit.values()))
+    audit_verdict = (f"the same lines, account by account ({lines} lines, {len(audit)} accounts)"
+                     if not audit_differences
+                     else "{} accounts differ, first {}: {}".format(len(audit_differences),
+                                                                    *next(iter(audit_differences.items()))))
+    print(f"demo: live {topics.audit} vs `dunning simulate --audit`: {audit_verdict}")
     print(f"demo: try `dunning simulate --rules rules/default.yaml --events {events_path.relative_to(REPO)} "
           f"--tick {args.tick} --until {until.isoformat()} --explain | less`")
     print(f"demo: the worker served its web endpoints on http://127.0.0.1:{args.web_port}/ while it ran; "
           "Prometheus metrics at /metrics on that port; `make broker-stop` stops the broker")
-    return 0 if not missing and not extra else 1
+    return 0 if not missing and not extra and not audit_differences else 1
 
 
-async def collect(settings: Settings) -> dict[str, Notice]:
-    """Every notice on the demo's notice topics so far, by notice_id (a redelivered one counts once)."""
-    consumer = notice_consumer(settings, from_beginning=True)
+async def collect(settings: Settings, topics: Sequence[str]) -> list[ConsumerRecord]:
+    """Every record on these topics so far, each partition's in order."""
+    consumer = reader(settings, topics, from_beginning=True)
     await consumer.start()
-    notices: dict[str, Notice] = {}
+    found: list[ConsumerRecord] = []
     try:
         while batch := await consumer.getmany(timeout_ms=2000):
             for records in batch.values():
-                for record in records:
-                    notice = Notice.model_validate_json(record.value)
-                    notices[notice.notice_id] = notice
+                found.extend(records)
     finally:
         await consumer.stop()
-    return notices
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from datetime import datetime, timedelta
-from typing import TextIO
+from typing import Iterable, TextIO
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -103,12 +103,38 @@ def one_line(notice: Notice) -> str:
             f"rule={notice.rule_id} dpd={notice.days_past_due} overdue={owed}  [{notice.notice_id}]")
 
 
-def notice_consumer(settings: Settings, from_beginning: bool) -> AIOKafkaConsumer:
-    """A consumer of the three notice topics, in no group (it commits nothing)."""
-    topics = (settings.topic.reminders, settings.topic.urgent_notices, settings.topic.handoffs)
+def reader(settings: Settings, topics: Iterable[str], from_beginning: bool) -> AIOKafkaConsumer:
+    """A consumer of these topics, in no group (it commits nothing)."""
     return AIOKafkaConsumer(*topics, **settings.kafka_client_options(),
                             auto_offset_reset="earliest" if from_beginning else "latest",
                             enable_auto_commit=False, group_id=None)
+
+
+def notice_consumer(settings: Settings, from_beginning: bool) -> AIOKafkaConsumer:
+    """A consumer of the three notice topics, in no group (it commits nothing)."""
+    return reader(settings, (settings.topic.reminders, settings.topic.urgent_notices, settings.topic.handoffs),
+                  from_beginning)
+
+
+def trails(records: Iterable[tuple[str, bytes]]) -> dict[str, list[bytes]]:
+    """Audit records (account_id, JSON) grouped by account, each account's in order: the audit topic keeps the
+    order of one account's lines (one key, one partition), not the order across accounts."""
+    grouped: dict[str, list[bytes]] = {}
+    for account_id, line in records:
+        grouped.setdefault(account_id, []).append(line)
+    return grouped
+
+
+def trail_differences(live: dict[str, list[bytes]], expected: dict[str, list[bytes]]) -> dict[str, str]:
+    """For each account whose live trail is not the expected one: its first differing line, both ways."""
+    found = {}
+    for account in sorted(live.keys() | expected.keys()):
+        mine, theirs = live.get(account, []), expected.get(account, [])
+        if mine != theirs:
+            at = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b), min(len(mine), len(theirs)))
+            found[account] = (f"line {at + 1} (live {len(mine)} lines, expected {len(theirs)}): "
+                              f"live {mine[at:at + 1]} expected {theirs[at:at + 1]}")
+    return found
 
 
 async def tail(settings: Settings, from_beginning: bool, limit: int | None, idle_seconds: float | None,

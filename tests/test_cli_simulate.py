@@ -4,9 +4,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
+
+from rules.engine import Engine
+from rules.loader import load_ruleset
+from rules.simulator import Simulation
+from schemas.events import parse_event
+from schemas.export import SCHEMA_DIR
 from streams.cli import main
+from streams.generate import generate, to_jsonl_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RULES = str(REPO / "rules" / "default.yaml")
@@ -81,3 +90,25 @@ def test_the_installed_console_script_runs(tmp_path):
                             capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) >= 3
+
+
+def test_audit_file_holds_the_simulations_lines_in_order(tmp_path, capsys):
+    """--audit writes the lines the live tests compare the worker's dunning.audit with: the simulator's, in order,
+    each valid against the exported schema."""
+    jsonschema = pytest.importorskip("jsonschema")
+    start = datetime.fromisoformat("2026-11-01T00:00:00+08:00")
+    until = start + timedelta(days=25)
+    lines = to_jsonl_bytes(generate(20, 20, start, seed=3))
+    events, audit = tmp_path / "events.jsonl", tmp_path / "audit.jsonl"
+    events.write_bytes(b"".join(lines))
+    assert main(["simulate", "--rules", DEFAULT_RULES, "--events", str(events), "--tick", "3h",
+                 "--until", until.isoformat(), "--audit", str(audit)]) == 0
+    capsys.readouterr()
+
+    simulation = Simulation(Engine(load_ruleset(Path(DEFAULT_RULES))), audit=[])
+    simulation.run([parse_event(line) for line in lines], timedelta(hours=3), until)
+    written = audit.read_bytes().splitlines()
+    assert written == [record.to_json() for record in simulation.audit]
+    assert {record.what.split(".")[0] for record in simulation.audit} >= {"invoice", "notice", "decision", "episode"}
+    validator = jsonschema.Draft202012Validator(json.loads((SCHEMA_DIR / "audit.schema.json").read_text()))
+    assert [error.message for line in written for error in validator.iter_errors(json.loads(line))] == []

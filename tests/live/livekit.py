@@ -1,5 +1,5 @@
 """Helpers for the live tests: a namespace of topics per test, worker subprocesses, kcat in and out, a probe of
-the worker group, and the simulator run on the same schedule (the oracle).
+the worker group, and the simulator run on the same schedule (the oracle, notices and audit trail).
 
 Everything talks to the real broker. Time is driven by publishing ticks; every wait polls with a deadline.
 """
@@ -26,15 +26,17 @@ from rules.loader import load_ruleset
 from rules.simulator import Simulation, with_ticks
 from rules.state import AccountState, dump_account
 from schemas.events import PLATFORM_ACCOUNT, InputEvent, parse_event, tick
+from schemas.export import SCHEMA_DIR
 from schemas.notices import Notice
 from streams.generate import generate, to_jsonl_bytes
-from streams.live import group_caught_up
+from streams.live import group_caught_up, trail_differences, trails
 from streams.settings import DEFAULT_RULES, Settings, TopicNames
 
 REPO = Path(__file__).resolve().parents[2]
 KCAT = shutil.which("kcat") or shutil.which("kafkacat")
 DUNNING = Path(sys.executable).with_name("dunning")
 NOTICE_FIELDS = ("kind", "rule_id", "issued_at", "account_id")
+AUDIT_SCHEMA = SCHEMA_DIR / "audit.schema.json"
 
 
 def eventually(check: Callable[[], object], timeout: float, what: str, every: float = 0.05,
@@ -278,6 +280,21 @@ class Kcat:
                 found.append(notice)
         return found
 
+    def audit(self) -> dict[str, list[bytes]]:
+        """Each account's lines on the audit topic, in order, as sent; each valid against the exported JSON Schema
+        and keyed by its account_id."""
+        import jsonschema
+
+        validator = jsonschema.Draft202012Validator(json.loads(AUDIT_SCHEMA.read_text()))
+        records = []
+        for line in self.consume_bytes(self.namespace.topics.audit):
+            key, value = line.split(b"\t", 1)
+            record = json.loads(value)
+            assert [error.message for error in validator.iter_errors(record)] == [], value
+            assert key.decode() == record["account_id"], (key, value)
+            records.append((record["account_id"], value))
+        return trails(records)
+
 
 # --------------------------------------------------------------------------------------------- group probe
 
@@ -481,14 +498,14 @@ class Publisher:
 
 def simulate(items: list[Item], every: timedelta | None, until: datetime | None,
              rules: Path = DEFAULT_RULES) -> Simulation:
-    simulation = Simulation(Engine(load_ruleset(rules)))
+    simulation = Simulation(Engine(load_ruleset(rules)), audit=[])
     simulation.run([item.event for item in items], every, until)
     return simulation
 
 
 def simulate_in_order(ordered: list[Item], rules: Path = DEFAULT_RULES) -> Simulation:
     """The simulator fed exactly this order of events and ticks (for deliberately crossed messages)."""
-    simulation = Simulation(Engine(load_ruleset(rules)))
+    simulation = Simulation(Engine(load_ruleset(rules)), audit=[])
     for item in ordered:
         simulation.feed(item.event)
     return simulation
@@ -558,3 +575,12 @@ def compare_notices(live: list[Notice], expected: list[Notice], allow_repeats: b
             f"{notice.notice_id}: content differs\nlive:      {notice.model_dump_json()}\n"
             f"simulator: {want.model_dump_json()}")
     return counts
+
+
+def compare_audit(live: dict[str, list[bytes]], simulation: Simulation) -> None:
+    """Asserts each account's live audit trail is the simulator's, line for line (as `dunning simulate --audit`
+    writes them)."""
+    expected = trails((record.account_id, record.to_json()) for record in simulation.audit)
+    differences = trail_differences(live, expected)
+    assert not differences, (f"{len(differences)} of {len(expected)} accounts' audit trails differ from the "
+                             "simulator's:\n" + "\n".join(f"{a}: {d}" for a, d in list(differences.items())[:20]))

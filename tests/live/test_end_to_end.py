@@ -10,6 +10,7 @@ from livekit import (
     WORKLOAD_START,
     generated,
     Item,
+    compare_audit,
     compare_notices,
     compare_states,
     phases,
@@ -79,7 +80,8 @@ def test_payment_crossing_a_tick(namespace, workers, kcat, probe, publisher):
 
     X pays on its due day (23:30); the day-1 reminder the midnight tick queued (held for the 08:00 contact
     window) must not go out. Y pays at 23:30 on day 6; the day-7 tick has already opened a collector handoff,
-    which the payment must recall. Both end with nothing owed, as in the simulator fed the same crossed order."""
+    which the payment must recall. Both end with nothing owed, as in the simulator fed the same crossed order, and
+    with its audit trail (the withdrawn reminder, the recall)."""
     invoices = [
         _event(1, "invoice.issued", "X", "2026-10-01T10:00:00+08:00", invoice_id="X-1", amount="500.00",
                currency="CNY", due_date="2026-10-10"),
@@ -118,4 +120,5 @@ def test_payment_crossing_a_tick(namespace, workers, kcat, probe, publisher):
         assert state.invoices[invoice].balance == 0 and state.invoices[invoice].status != "open", state
         assert not state.credit or not any(state.credit.values()), state.credit
     compare_states(stored, oracle.accounts)  # the whole state, as the simulator fed the same crossed order has it
+    compare_audit(kcat.audit(), oracle)
 
