@@ -116,7 +116,7 @@ def create_app(settings: Settings, engine: Engine) -> faust.App:
                 message = event.message
                 processor.process(
                     Source(message.topic, message.partition, message.offset, message.key, message.value,
-                           int(message.timestamp * 1000) if message.timestamp else None, handle=event),
+                           int(message.timestamp * 1000) if message.timestamp else None),
                     accounts.data, platforms.data, scan)  # the stores: one lookup per read, not two
             result = processor.finish_batch()
             await publish(result)

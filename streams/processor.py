@@ -46,7 +46,6 @@ class Source:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int | None = None
-    handle: object = field(default=None, compare=False)  # the runtime's own event object, for table writes
 
 
 @dataclass(frozen=True, slots=True)
