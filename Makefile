@@ -23,8 +23,10 @@ broker-stop:
 broker-status:
 	@$(KAFKA) status || true
 
+# every test: tools/install-test-deps brings kcat and promtool or stops; --no-skip makes any skip a failure
 test: venv
-	$(VENV)/bin/python -m pytest -q
+	@tools/install-test-deps
+	$(VENV)/bin/python -m pytest -q --no-skip
 
 # a month of generated billing for 300 accounts through a live worker on the local broker
 demo: venv broker-start

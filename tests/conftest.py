@@ -49,3 +49,26 @@ def kafka_bootstrap() -> str:
     finally:
         if started and not os.environ.get("KAFKA_KEEP_BROKER"):
             _kafka_local("stop")
+
+
+# `make test` passes --no-skip: there a skipped test (a tool or package missing) is a failure, so a run that
+# tested less than everything cannot look green. Run by hand without it, a skip stays a skip.
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--no-skip", action="store_true", help="report every skipped test as failed (make test)")
+
+
+def _fail_skip(report: pytest.TestReport | pytest.CollectReport, config: pytest.Config) -> None:
+    if report.skipped and not hasattr(report, "wasxfail") and config.getoption("no_skip"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under --no-skip (make test needs everything): {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    _fail_skip((yield).get_result(), item.config)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> object:  # a module-level skip or importorskip
+    _fail_skip((yield).get_result(), collector.config)
