@@ -18,7 +18,8 @@ class MessageOrigin(BaseModel):
 
 
 class DeadLetter(BaseModel):
-    """The original bytes, where they came from and why they were refused. Nothing is lost."""
+    """The original bytes (or, for a large message, their start, length and hash), where they came from and why
+    they were refused. Nothing is lost: the original stays readable at its origin."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -27,5 +28,13 @@ class DeadLetter(BaseModel):
     errors: list[str] = Field(default_factory=list, description="one line per validation error")
     origin: MessageOrigin
     key_base64: str | None = None
-    value_base64: str = Field(description="the original value bytes, base64")
-    value_text: str | None = Field(default=None, description="the original value, when it is UTF-8 text")
+    value_base64: str | None = Field(
+        default=None, description="the original value bytes, base64 (only their start when truncated); absent "
+                                  "when the message had no value (NULL, a tombstone), empty for an empty value")
+    value_text: str | None = Field(default=None, description="value_base64's bytes, when they are UTF-8 text")
+    value_length: int | None = Field(default=None, description="the original value's length in bytes")
+    value_sha256: str | None = Field(default=None, description="SHA-256 of the original value, hex")
+    truncated: bool = Field(
+        default=False, description="the letter would not fit a producer request: value_base64 and value_text hold "
+                                   "the value's start, and the key, message and errors may be cut short; the "
+                                   "whole message is at origin")

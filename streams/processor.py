@@ -6,6 +6,8 @@ the simulator. Per-account state is held decoded for the length of a batch and w
 from __future__ import annotations
 
 import base64
+import codecs
+import hashlib
 import heapq
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,7 +32,7 @@ from schemas.events import (
     parse_event,
 )
 from schemas.notices import NOTICE_KINDS, Notice
-from streams.settings import TopicNames
+from streams.settings import MAX_REQUEST_BYTES, TopicNames
 
 # Header of a stored account value: "<partition>:<wakeup epoch seconds, or - for none>:" then the state JSON.
 _NO_WAKEUP = b"-"
@@ -103,8 +105,10 @@ class BatchResult:
 
 
 class Processor:
-    def __init__(self, engine: Engine, topics: TopicNames, partitions: int, check_partitioning: bool = True):
+    def __init__(self, engine: Engine, topics: TopicNames, partitions: int, check_partitioning: bool = True,
+                 dead_letter_limit: int = MAX_REQUEST_BYTES // 4):
         self.engine = engine
+        self.dead_letter_limit = dead_letter_limit  # bytes of a dead letter with its key
         self.topics = topics
         self.partitions = partitions
         self.check_partitioning = check_partitioning
@@ -152,8 +156,10 @@ class Processor:
         self._step(event.account_id, event, source, accounts, platforms)
 
     def _decode(self, source: Source) -> InputEvent:
+        if source.value is None:
+            raise Rejected("empty", "the message has no value (NULL, a tombstone)")
         if not source.value:
-            raise Rejected("empty", "the message has no value")
+            raise Rejected("empty", "the message's value is empty (0 bytes)")
         try:
             event = parse_event(source.value)
         except ValidationError as exc:
@@ -334,23 +340,56 @@ class Processor:
                                 source.partition))
 
     def _dead_letter(self, source: Source, rejected: Rejected) -> None:
-        value = source.value or b""
-        try:
-            text = value.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        letter = DeadLetter(
-            reason=rejected.reason, message=rejected.message, errors=rejected.errors,
-            origin=MessageOrigin(topic=source.topic, partition=source.partition, offset=source.offset,
-                                 timestamp_ms=source.timestamp_ms),
-            key_base64=base64.b64encode(source.key).decode() if source.key is not None else None,
-            value_base64=base64.b64encode(value).decode(), value_text=text,
-        )
+        letter, key, value = dead_letter(source, rejected, self.dead_letter_limit)
         self._batch.dead_letters.append(letter)
-        self._batch.outgoing.append(Outgoing(self.topics.dead_letter, source.key or b"",
-                                             letter.model_dump_json(exclude_none=True).encode(), source.partition))
+        self._batch.outgoing.append(Outgoing(self.topics.dead_letter, key, value, source.partition))
 
 
+# A truncated dead letter keeps this share of the limit of the key and of the value: base64 (4/3) and text (JSON
+# escapes take up to 6 bytes a byte) of both, and the shortened message and errors, stay well under the limit.
+_KEPT_SHARE = 20
+_KEPT_ERRORS, _KEPT_CHARS = 20, 200
+
+
+def dead_letter(source: Source, rejected: Rejected, limit: int) -> tuple[DeadLetter, bytes, bytes]:
+    """A message's dead letter, its key and its JSON, together at most `limit` bytes: a letter that would not fit
+    keeps the start of the original key and value (DeadLetter.truncated)."""
+    key = source.key or b""
+    letter = _letter(source, rejected, source.key, source.value, truncated=False)
+    encoded = letter.model_dump_json(exclude_none=True).encode()
+    if len(encoded) + len(key) > limit:
+        kept = limit // _KEPT_SHARE
+        key = key[:kept]
+        shortened = Rejected(rejected.reason, rejected.message[:_KEPT_CHARS * 5],
+                             [error[:_KEPT_CHARS] for error in rejected.errors[:_KEPT_ERRORS]])
+        letter = _letter(source, shortened, _start(source.key, kept), _start(source.value, kept), truncated=True)
+        encoded = letter.model_dump_json(exclude_none=True).encode()
+    return letter, key, encoded
+
+
+def _start(data: bytes | None, length: int) -> bytes | None:
+    return None if data is None else data[:length]
+
+
+def _letter(source: Source, rejected: Rejected, key: bytes | None, value: bytes | None,
+            truncated: bool) -> DeadLetter:
+    text = None
+    if value is not None:
+        try:  # a truncated value may end inside a character: the text stops before it
+            text = codecs.getincrementaldecoder("utf-8")().decode(value, final=not truncated)
+        except UnicodeDecodeError:
+            pass
+    original = source.value
+    return DeadLetter(
+        reason=rejected.reason, message=rejected.message, errors=rejected.errors,
+        origin=MessageOrigin(topic=source.topic, partition=source.partition, offset=source.offset,
+                             timestamp_ms=source.timestamp_ms),
+        key_base64=None if key is None else base64.b64encode(key).decode(),
+        value_base64=None if value is None else base64.b64encode(value).decode(), value_text=text,
+        value_length=None if original is None else len(original),
+        value_sha256=None if original is None else hashlib.sha256(original).hexdigest(),
+        truncated=truncated,
+    )
 
 
 def _add(totals: dict[str, dict[str, Decimal]], currency: str, position: Position, sign: int) -> None:

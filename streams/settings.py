@@ -9,6 +9,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_RULES = Path(__file__).resolve().parent.parent / "rules" / "default.yaml"
 _ANY_ADDRESS = ("0.0.0.0", "::", "")  # a web host that means "every interface"
+# The worker's producer request limit (Faust's default), under the broker's default message.max.bytes (1,048,588):
+# every record the worker sends must fit it, a dead letter included (streams/processor.py).
+MAX_REQUEST_BYTES = 1_000_000
 
 
 class TopicNames(BaseModel):

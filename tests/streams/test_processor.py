@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -12,7 +13,7 @@ from rules.engine import Engine
 from rules.loader import load_ruleset
 from rules.simulator import Simulation, with_ticks
 from schemas.events import parse_event
-from streams.processor import Processor, Source, account_header, partition_for
+from streams.processor import Processor, Rejected, Source, account_header, dead_letter, partition_for
 from streams.settings import TopicNames
 
 REPO = Path(__file__).resolve().parents[2]
@@ -135,7 +136,8 @@ def dead_letter_for(source: Source):
     [letter] = result.dead_letters
     [out] = result.outgoing
     assert out.topic == TOPICS.dead_letter and out.partition == source.partition
-    assert base64.b64decode(json.loads(out.value)["value_base64"]) == (source.value or b"")
+    assert json.loads(out.value).get("value_base64") == letter.value_base64
+    assert letter.value_base64 is None if source.value is None else base64.b64decode(letter.value_base64) == source.value
     assert (letter.origin.topic, letter.origin.partition, letter.origin.offset) == (
         source.topic, source.partition, source.offset)
     return letter
@@ -155,7 +157,8 @@ HOME = partition_for("A1", PARTITIONS)
     (TOPICS.payments, HOME, b"A1", json.dumps(GOOD).encode(), "wrong_topic", TOPICS.invoices),
     (TOPICS.invoices, HOME, b"A2", json.dumps(GOOD).encode(), "key_mismatch", "A2"),
     (TOPICS.invoices, (HOME + 1) % PARTITIONS, b"A1", json.dumps(GOOD).encode(), "misrouted", "murmur2"),
-    (TOPICS.invoices, HOME, b"A1", None, "empty", "no value"),
+    (TOPICS.invoices, HOME, b"A1", None, "empty", "NULL"),
+    (TOPICS.invoices, HOME, b"A1", b"", "empty", "0 bytes"),
     (TOPICS.invoices, HOME, b"A1", b"\xff\xfe not text", "malformed_json", "JSON"),
 ])
 def test_bad_messages_become_dead_letters_with_their_bytes_origin_and_reason(topic, partition, key, value, reason,
@@ -173,3 +176,45 @@ def test_the_hot_path_goes_on_after_a_dead_letter():
                       tables.platforms, tables.scan)
     result = processor.finish_batch()
     assert len(result.dead_letters) == 1 and "A1" in result.accounts
+
+
+def test_a_null_value_and_an_empty_one_are_told_apart():
+    null, empty = (dead_letter_for(Source(TOPICS.invoices, HOME, 41, b"A1", value)) for value in (None, b""))
+    assert (null.value_base64, null.value_text, null.value_length, null.value_sha256) == (None, None, None, None)
+    assert (empty.value_base64, empty.value_text, empty.value_length) == ("", "", 0)
+
+
+LIMIT = 250_000
+LARGE = [  # key, value: each would make a dead letter over LIMIT if kept whole
+    (b"A1", json.dumps({**GOOD, "amount": "9" * 500_000}).encode()),  # its error line repeats the value
+    (b"A1", bytes(range(256)) * 2_000),  # not text
+    (b"A1", b"\x01\xc3\xa9" * 100_000),  # text whose every byte JSON escapes, cut inside a character
+    (b"A1", json.dumps([{"bad": i} for i in range(50_000)]).encode()),
+    (b"K" * 300_000, b"{}"),
+]
+
+
+@pytest.mark.parametrize("key, value", LARGE)
+def test_a_dead_letter_always_fits_keeping_the_start_length_hash_and_origin(key, value):
+    source = Source(TOPICS.invoices, HOME, 7, key, value, 1760000000000)
+    processor = Processor(engine(), TOPICS, PARTITIONS, dead_letter_limit=LIMIT)
+    processor.process(source, {}, {}, iter)
+    [out] = processor.finish_batch().outgoing
+    assert len(out.key) + len(out.value) <= LIMIT
+    letter = json.loads(out.value)
+    assert letter["truncated"] is True
+    assert (letter["value_length"], letter["value_sha256"]) == (len(value), hashlib.sha256(value).hexdigest())
+    assert letter["origin"] == {"topic": TOPICS.invoices, "partition": HOME, "offset": 7, "timestamp_ms": 1760000000000}
+    start = base64.b64decode(letter["value_base64"])
+    assert value.startswith(start) and len(start) == min(len(value), LIMIT // 20)
+    assert key.startswith(base64.b64decode(letter["key_base64"])) and out.key == base64.b64decode(letter["key_base64"])
+    if "value_text" in letter:
+        assert start.decode(errors="ignore").startswith(letter["value_text"]) and len(letter["value_text"]) > 0
+
+
+def test_a_dead_letter_under_the_bound_is_whole():
+    value = b"x" * (LIMIT // 3)
+    letter, key, encoded = dead_letter(Source(TOPICS.invoices, HOME, 0, b"A1", value),
+                                       Rejected("malformed_json", "not JSON"), LIMIT)
+    assert not letter.truncated and base64.b64decode(letter.value_base64) == value and key == b"A1"
+    assert letter.value_text == value.decode() and len(encoded) < LIMIT
