@@ -10,8 +10,8 @@
   where it fires and a test where it does not.
 
 Each check is a function returning a list of problems: run on the repository (must be empty) and on copies broken
-on purpose (must not be). promtool (Debian package `prometheus`) is needed for the PromQL and rule-file tests,
-which skip without it; the other checks run anyway.
+on purpose (must not be). promtool (Debian package `prometheus`) is needed for the PromQL and rule-file tests
+(`make test` installs it; run by hand without it they skip, and the other checks run anyway).
 """
 from __future__ import annotations
 
@@ -290,7 +290,7 @@ def check_dashboard(board: dict[str, Any], prometheus_uids: set[str]) -> list[st
 
 def promtool(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     if shutil.which("promtool") is None:
-        pytest.skip("promtool not installed (apt-get install prometheus)")
+        pytest.skip("promtool not installed (Debian package prometheus; make test installs it)")
     return subprocess.run(["promtool", *args], cwd=cwd, capture_output=True, text=True, timeout=120,
                           stdin=subprocess.DEVNULL)
 

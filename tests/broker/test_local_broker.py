@@ -23,7 +23,7 @@ def run(cmd: list[str], stdin: str | None = None, timeout: float = 60) -> str:
     return proc.stdout
 
 
-@pytest.mark.skipif(KCAT is None, reason="kcat not installed (Debian package kafkacat; .ci/run installs it)")
+@pytest.mark.skipif(KCAT is None, reason="kcat not installed (Debian package kafkacat; make test installs it)")
 def test_keyed_messages_round_trip_through_three_partitions(kafka_bootstrap: str) -> None:
     topic = f"smoke-{uuid.uuid4().hex[:12]}"
     run([str(KAFKA_LOCAL), "create-topic", topic, "3"])

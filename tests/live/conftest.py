@@ -28,7 +28,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 def namespace(kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Namespace]:
     """Unique topic names (DUNNING_TOPIC__*), app id and state under tmp_path; topics deleted afterwards."""
     if KCAT is None:
-        pytest.skip("kcat not installed (Debian package kafkacat; .ci/run installs it)")
+        pytest.skip("kcat not installed (Debian package kafkacat; make test installs it)")
     marker = request.node.get_closest_marker("live_namespace")
     options = {"partitions": 3, "session_timeout": 6.0, **(marker.kwargs if marker else {})}
     ns = Namespace(bootstrap=kafka_bootstrap, root=tmp_path, **options)

@@ -107,7 +107,7 @@ def query(port: int, promql: str) -> list[dict]:
     return json.loads(body)["data"]["result"]
 
 
-@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus (Debian package) not installed; .ci/run installs it")
+@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus (Debian package; make test installs it) not installed")
 def test_two_workers_report_the_portfolio_and_prometheus_sums_it(namespace, workers, kcat, probe, publisher,
                                                                  tmp_path):
     base_env = namespace.env

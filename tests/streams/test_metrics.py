@@ -136,7 +136,7 @@ def test_episode_counters_count_every_episode_the_steps_started_and_ended():
     assert (happenings[("episode.started", "")], happenings[("episode.ended", "")]) == (started, ended)
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) not installed")
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus; make test installs it) not installed")
 def test_the_exposition_passes_promtool():
     processor, tables, _, _ = simulate_and_process()
     metrics = WorkerMetrics("v1", lambda: processor.portfolio(range(PARTITIONS), tables.platforms, tables.scan))
