@@ -159,7 +159,7 @@ def create_app(settings: Settings, engine: Engine) -> faust.App:
             return web.json({"error": f"no account {account_id!r} here"}, status=404)
         partition, _ = account_header(raw)
         platform = processor.platform_of(partition, platforms)
-        report = account_report(engine, decode_account(raw), platform, platform.clock)
+        report = account_report(engine, decode_account(raw), platform, platform.clock, audit_topic=settings.topic.audit)
         return web.json({**report, "partition": partition, "served_by": settings.canonical_url})
 
     @app.page("/metrics")
