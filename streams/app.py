@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import time
 from datetime import datetime, timezone
+from typing import NoReturn
 
 import faust
 
@@ -22,9 +25,10 @@ from streams.changelog import write_table
 from streams.metrics import WorkerMetrics
 from streams.explain import account_report
 from streams.processor import BatchResult, Processor, Source, account_header, decode_account
-from streams.settings import Settings
+from streams.settings import MAX_REQUEST_BYTES, Settings
 
 log = logging.getLogger("dunning.worker")
+BATCH_FAILED = 3  # the worker's exit status when a batch could not be processed or its output not sent
 
 
 def faust_settings(settings: Settings) -> dict[str, object]:
@@ -63,6 +67,7 @@ def faust_settings(settings: Settings) -> dict[str, object]:
         producer_linger=0.005,
         producer_max_batch_size=256 * 1024,
         producer_compression_type="lz4",
+        producer_max_request_size=MAX_REQUEST_BYTES,  # also bounds dead letters (streams/processor.py)
         # Faust 0.15.3 drops the records a fetch in flight at a rebalance returns while the flow is stopped,
         # then seeks only partitions with a committed offset back. When that fetch returned after the recovery
         # had sought a changelog partition to its start, those records were gone and the recovery waited for
@@ -71,6 +76,18 @@ def faust_settings(settings: Settings) -> dict[str, object]:
         # consumer's getmany timeout is 1 s) before the recovery seeks closed both: 0 failures in 16 runs.
         stream_recovery_delay=2.0,
     )
+
+
+def stop_uncommitted(messages: int, exc: Exception) -> NoReturn:
+    """Ends the process at once, committing nothing more, so that a restart repeats the failed batch.
+
+    Raising instead would lose the batch: take_events acks its events on the way out (in a finally), Faust's
+    supervisor restarts the agent, and the next commit passes over messages whose notices, dead letters or
+    state never went out. aiokafka has already retried what can be retried (a broker away, a leader moving)."""
+    detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+    print(f"dunning worker: stopping, a batch of {messages} messages failed ({detail}); its offsets are not "
+          "committed and a restart repeats it", file=sys.stderr, flush=True)
+    os._exit(BATCH_FAILED)
 
 
 def create_app(settings: Settings, engine: Engine) -> faust.App:
@@ -109,23 +126,29 @@ def create_app(settings: Settings, engine: Engine) -> faust.App:
                                      for key, (value, written_by) in writes.items()])
             for table, writes in ((accounts, result.accounts), (platforms, result.platforms))))
 
+    async def handle(events: list[faust.EventT]) -> None:
+        for event in events:
+            message = event.message
+            processor.process(
+                Source(message.topic, message.partition, message.offset, message.key, message.value,
+                       int(message.timestamp * 1000) if message.timestamp else None),
+                accounts.data, platforms.data, scan)  # the stores: one lookup per read, not two
+        result = processor.finish_batch()
+        await publish(result)
+        acknowledged_at = time.time()
+        await write_state(result)  # after the notices it records as sent
+        metrics.record(result, acknowledged_at)
+        for letter in result.dead_letters:
+            log.warning("dead letter: %s at %s/%d@%d: %s", letter.reason, letter.origin.topic,
+                        letter.origin.partition, letter.origin.offset, letter.message)
+
     @app.agent(source, concurrency=1, name="dunning")
     async def dunning(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-            for event in events:
-                message = event.message
-                processor.process(
-                    Source(message.topic, message.partition, message.offset, message.key, message.value,
-                           int(message.timestamp * 1000) if message.timestamp else None),
-                    accounts.data, platforms.data, scan)  # the stores: one lookup per read, not two
-            result = processor.finish_batch()
-            await publish(result)
-            acknowledged_at = time.time()
-            await write_state(result)  # after the notices it records as sent
-            metrics.record(result, acknowledged_at)
-            for letter in result.dead_letters:
-                log.warning("dead letter: %s at %s/%d@%d: %s", letter.reason, letter.origin.topic,
-                            letter.origin.partition, letter.origin.offset, letter.message)
+            try:
+                await handle(events)
+            except Exception as exc:  # noqa: BLE001 - whatever failed, the batch must not be committed
+                stop_uncommitted(len(events), exc)
 
     @app.on_partitions_revoked.connect
     async def forget(app: faust.App, revoked, **kwargs) -> None:  # noqa: ARG001 - Faust's signal signature

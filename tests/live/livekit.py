@@ -14,6 +14,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -51,6 +53,17 @@ def eventually(check: Callable[[], object], timeout: float, what: str, every: fl
             extra = on_timeout() if on_timeout else ""
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{extra}")
         time.sleep(every)
+
+
+def get(url: str, token: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
 
 
 def free_port() -> int:
