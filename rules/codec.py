@@ -2,8 +2,9 @@
 
 Built once per class from its type hints, as generated Python functions (the state of every touched account is
 decoded and encoded once per batch, so this is on the hot path). Positional arrays keep a stored state small:
-no field names, dates as day numbers, instants as epoch seconds and UTC offset, decimals as strings; a value over COMPRESS_ABOVE bytes is lz4-compressed when that makes it smaller (long delinquency episodes
-hold case files of repetitive lines). The version byte names the field layout: a change of layout gets a new
+no field names, dates as day numbers, instants as epoch seconds and UTC offset, decimals as strings; a value over
+COMPRESS_ABOVE bytes is lz4-compressed when that makes it smaller (long delinquency episodes hold case files of
+repetitive lines). The version byte names the field layout: a change of layout gets a new
 version, and `decode` refuses a value of another version rather than misreading it.
 """
 from __future__ import annotations

@@ -36,18 +36,15 @@ def _same(value: bytes) -> bytes:
     return value
 
 
-async def write_table(app: faust.App, table: faust.Table, writes: Iterable[tuple[bytes, bytes, int]]) -> int:
-    """Writes (key, value, partition) records to the table: changelog first, local store after the acks.
-
-    Returns how many records were written."""
+async def write_table(app: faust.App, table: faust.Table, writes: Iterable[tuple[bytes, bytes, int]]) -> None:
+    """Writes (key, value, partition) records to the table: changelog first, local store after the acks."""
     topic = table.changelog_topic.get_topic_name()
     sent = [(key, value, await app.producer.send(topic, key, value, partition, None, None))
             for key, value, partition in writes]
     if not sent:
-        return 0
+        return
     acknowledged = await asyncio.gather(*(future for _, _, future in sent))
     table.data.apply_changelog_batch(
         [_Applied(TP(topic, meta.partition), meta.partition, meta.offset, key, value)
          for (key, value, _), meta in zip(sent, acknowledged)],
         to_key=_same, to_value=_same)
-    return len(sent)

@@ -1,8 +1,8 @@
 """Why did this account get this notice: a report of an account's standing and its audit trail.
 
 The same report backs `GET /accounts/{id}` on the worker, `dunning explain ACCOUNT`, and
-`dunning simulate --explain`. A worker holds only the recent part of the trail (the case file: events since
-the oldest open invoice was issued, the episode's notices); every line is on the audit topic. The simulator
+`dunning simulate --explain`. A worker holds only the recent part of the trail (the case file of an open
+delinquency episode: its events and notices); every line is on the audit topic. The simulator
 has the whole trail and passes it in.
 """
 from __future__ import annotations
@@ -13,10 +13,11 @@ from zoneinfo import ZoneInfo
 
 from rules.engine import Engine
 from rules.state import AccountState, JournalEntry, PlatformState
+from streams.settings import TopicNames
 
 
 def account_report(engine: Engine, state: AccountState, platform: PlatformState, at: datetime | None,
-                   trail: list[JournalEntry] | None = None, audit_topic: str = "dunning.audit") -> dict[str, Any]:
+                   trail: list[JournalEntry] | None = None, audit_topic: str = TopicNames().audit) -> dict[str, Any]:
     """A JSON-ready picture of the account at `at` (its last evaluation if None), with its whole audit `trail`
     when the caller has it, else the recent part the state holds and where the rest is."""
     at = at or state.evaluated_until or datetime.now().astimezone()

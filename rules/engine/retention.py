@@ -21,12 +21,12 @@ def remember(state: AccountState, event_id: str, now: datetime) -> bool:
     if event_id in seen:
         return False
     seen[event_id] = epoch = int(now.timestamp())
-    if len(seen) > REDELIVERY_FLOOR:
-        horizon = epoch - REDELIVERY_WINDOW.total_seconds()
-        for oldest in list(seen)[:len(seen) - REDELIVERY_FLOOR]:
-            if seen[oldest] >= horizon:
-                break
-            del seen[oldest]
+    horizon = epoch - REDELIVERY_WINDOW.total_seconds()
+    while len(seen) > REDELIVERY_FLOOR:
+        oldest = next(iter(seen))
+        if seen[oldest] >= horizon:
+            break
+        del seen[oldest]
     return True
 
 
@@ -42,14 +42,16 @@ def retire(state: AccountState, now: datetime) -> None:
             state.past_arrangement = max(judged, key=lambda a: a.ended_at).status
         for arrangement in ended:
             del arrangements[arrangement.arrangement_id]
-    covered = {i for a in arrangements.values() for i in a.invoice_ids}
-    gone = [invoice_id for invoice_id, invoice in state.invoices.items()
-            if invoice.closed_at is not None and invoice.closed_at < cutoff and invoice_id not in covered]
-    for invoice_id in gone:
-        del state.invoices[invoice_id]
+    aged = [invoice_id for invoice_id, invoice in state.invoices.items()
+            if invoice.closed_at is not None and invoice.closed_at < cutoff]
+    if aged:
+        covered = {i for a in arrangements.values() for i in a.invoice_ids}
+        for invoice_id in aged:
+            if invoice_id not in covered:
+                del state.invoices[invoice_id]
     if state.payments:
-        keep_from = min((a.agreed_at for a in arrangements.values()), default=cutoff)
-        old = [p for p, payment in state.payments.items() if payment.occurred_at < min(keep_from, cutoff)]
+        keep_from = min((a.agreed_at for a in arrangements.values() if a.agreed_at < cutoff), default=cutoff)
+        old = [p for p, payment in state.payments.items() if payment.occurred_at < keep_from]
         for payment_id in old:
             del state.payments[payment_id]
 
