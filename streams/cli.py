@@ -136,6 +136,18 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_check(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from streams.audit_check import check_broker
+    from streams.settings import Settings
+
+    report = asyncio.run(check_broker(Settings(), simulate=not args.no_simulator))
+    print(json.dumps(report.summary()) if args.json else report.render())
+    return 0 if report.ok else 1
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     import json
     import urllib.error
@@ -202,6 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--url", help="a worker's web address (default: DUNNING_WEB_HOST:DUNNING_WEB_PORT)")
     explain.add_argument("--json", action="store_true", help="print the worker's JSON report")
     explain.set_defaults(handler=cmd_explain)
+
+    audit = commands.add_parser(
+        "audit-check", help="prove every input message was applied or dead-lettered, no notice twin differs, and "
+                            "the notices are the simulator's; exit 1 naming the first violations")
+    audit.add_argument("--no-simulator", action="store_true",
+                       help="skip the simulator comparison (when the events were not published in time order)")
+    audit.add_argument("--json", action="store_true", help="print the counts as one JSON object")
+    audit.set_defaults(handler=cmd_audit_check)
 
     tail = commands.add_parser("tail", help="print notices as readable lines as they arrive")
     tail.add_argument("--from-beginning", action="store_true")
