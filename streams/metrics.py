@@ -6,13 +6,18 @@ portfolio. Labels are bounded: currencies, kinds, channels, rule ids, partitions
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator
+import json
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, get_args
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client import (CollectorRegistry, Counter, Gauge, GCCollector, Histogram, Info, ProcessCollector,
+                               generate_latest)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from rules.engine import AGING_BUCKETS
+from schemas.deadletter import DeadLetterReason
 from streams.processor import BatchResult
 
 Portfolio = dict[str, dict[str, object]]
@@ -48,8 +53,37 @@ class PortfolioCollector(Collector):
             yield family
 
 
+# What can crash: a batch (the worker stops uncommitted), the agent outside a batch (it stops too), the clock (a
+# tick not published; the next interval tries again).
+CRASH_KINDS = ("batch", "agent", "clock")
+
+
+class CrashRecord:
+    """This worker's crashes, counted in a file in its state directory: a worker that stops on a failed batch exits
+    before any scrape could see its counter go up, so the restarted worker reports it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def counts(self) -> dict[str, int]:
+        try:
+            stored = json.loads(self.path.read_text())
+        except (OSError, ValueError):  # none yet, or unreadable: count from 0
+            return {}
+        return {kind: stored[kind] for kind in CRASH_KINDS if isinstance(stored.get(kind), int)}
+
+    def add(self, kind: str) -> None:
+        counts = self.counts()
+        counts[kind] = counts.get(kind, 0) + 1
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".partial")
+        partial.write_text(json.dumps(counts))
+        os.replace(partial, self.path)
+
+
 class WorkerMetrics:
-    def __init__(self, ruleset_version: str, portfolio: Callable[[], Portfolio]) -> None:
+    def __init__(self, ruleset_version: str, portfolio: Callable[[], Portfolio],
+                 crashes: dict[str, int] | None = None) -> None:
         self.registry = registry = CollectorRegistry()
         self.events = Counter("dunning_events", "Events processed, by event type", ["type"], registry=registry)
         self.notices = Counter("dunning_notices", "Notices issued, by kind, channel and rule",
@@ -65,6 +99,12 @@ class WorkerMetrics:
                                 ["reason"], registry=registry)
         self.dead_letters = Counter("dunning_dead_letters", "Messages sent to the dead-letter topic, by reason",
                                     ["reason"], registry=registry)
+        for reason in get_args(DeadLetterReason):  # every reason has a series from the start, at 0
+            self.dead_letters.labels(reason)
+        self.crashes = Counter("dunning_crashes", "Crashes: a failed batch or agent (the worker stopped, counted "
+                               "after its restart) or a clock tick not published", ["what"], registry=registry)
+        for kind in CRASH_KINDS:
+            self.crashes.labels(kind).inc((crashes or {}).get(kind, 0))
         self.latency = Histogram("dunning_processing_latency_seconds",
                                  "From the message's timestamp to its notice acknowledged by the broker",
                                  buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=registry)
@@ -76,6 +116,8 @@ class WorkerMetrics:
                            registry=registry)
         Info("dunning_ruleset", "The ruleset the worker runs", registry=registry).info({"version": ruleset_version})
         registry.register(PortfolioCollector(portfolio))
+        ProcessCollector(registry=registry)  # process_*: memory, CPU seconds, open files, start time
+        GCCollector(registry=registry)  # python_gc_*: collections and objects per generation
 
     def record(self, result: BatchResult, acknowledged_at: float) -> None:
         for event_type, count in result.types.items():

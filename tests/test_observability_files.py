@@ -58,6 +58,17 @@ LABELS: dict[str, set[str]] = {
     "dunning_last_tick_timestamp_seconds": set(),
     "dunning_owned_partitions": set(),
     "dunning_ruleset_info": {"version"},
+    "dunning_crashes_total": {"what"},
+    # prometheus_client's process and garbage-collector collectors, on the worker's registry
+    "process_virtual_memory_bytes": set(),
+    "process_resident_memory_bytes": set(),
+    "process_start_time_seconds": set(),
+    "process_cpu_seconds_total": set(),
+    "process_open_fds": set(),
+    "process_max_fds": set(),
+    "python_gc_objects_collected_total": {"generation"},
+    "python_gc_objects_uncollectable_total": {"generation"},
+    "python_gc_collections_total": {"generation"},
 }
 HISTOGRAMS = {"dunning_processing_latency_seconds"}
 METRICS = set(LABELS)
@@ -69,7 +80,7 @@ TARGET_LABELS = {"job", "instance"}  # added by Prometheus to every scraped seri
 
 ALERT_NAMES = [
     "DunningWorkerDown", "DunningOverdueRateJump", "DunningDeadLettersGrowing", "DunningConsumerLagGrowing",
-    "DunningTicksStopped",
+    "DunningTicksStopped", "DunningWorkerCrashed",
 ]
 SEVERITIES = {"critical", "warning"}
 
@@ -602,8 +613,10 @@ def test_alert_check_notices_breakage(mutate: Callable[[dict[str, Any], dict[str
     ("max(dunning_last_tick_timestamp_seconds > 0)", "min(dunning_last_tick_timestamp_seconds > 0)"),
     ("max(dunning_last_tick_timestamp_seconds > 0)", "max(dunning_last_tick_timestamp_seconds)"),  # 0 = no tick yet
     (">= 24", ">= 1"),                                                       # zeros for two hours, not five minutes
+    ("increase(dunning_crashes_total[15m])) > 0", "increase(dunning_crashes_total[15m])) > 1"),  # one crash fires
+    ("increase(dunning_crashes_total[15m])", "increase(dunning_crashes_total[1h])"),  # a crash is news for 15 minutes
 ], ids=["jump-threshold", "jump-for", "first-dead-letter", "lag-not-growing", "tick-threshold", "tick-min",
-        "tick-zero", "tick-zero-window"])
+        "tick-zero", "tick-zero-window", "crash-one", "crash-window"])
 def test_alert_unit_tests_notice_breakage(tmp_path: Path, old: str, new: str) -> None:
     for path in (ALERTS, ALERT_TESTS):
         shutil.copy2(path, tmp_path / path.name)

@@ -143,3 +143,55 @@ def test_the_exposition_passes_promtool():
     metrics.set_runtime([("billing.invoices", 0, 5)], owned=4, last_tick=1.7e9)
     checked = subprocess.run(["promtool", "check", "metrics"], input=metrics.exposition(), capture_output=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def samples(text: str, name: str) -> dict[str, float]:
+    """The exposition's samples of one metric: label text -> value."""
+    found = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            series, value = line.rsplit(" ", 1)
+            found[series[len(name):]] = float(value)
+    return found
+
+
+def test_every_dead_letter_reason_has_a_series_from_the_start():
+    from typing import get_args
+
+    from schemas.deadletter import DeadLetterReason
+    from streams.processor import Source
+
+    reasons = set(get_args(DeadLetterReason))
+    processor, tables = Processor(engine(), TOPICS, PARTITIONS), Tables()
+    metrics = WorkerMetrics("v1", lambda: {})
+    before = samples(metrics.exposition().decode(), "dunning_dead_letters_total")
+    assert before == {f'{{reason="{reason}"}}': 0.0 for reason in reasons}
+
+    processor.process(Source(TOPICS.invoices, 0, 7, b"A1", b"{not json"), tables.accounts, tables.platforms,
+                      tables.scan)
+    metrics.record(processor.finish_batch(), acknowledged_at=2_000_000_000.0)
+    after = samples(metrics.exposition().decode(), "dunning_dead_letters_total")
+    assert after == {**before, '{reason="malformed_json"}': 1.0}
+
+
+def test_process_metrics_are_exported():
+    text = WorkerMetrics("v1", lambda: {}).exposition().decode()
+    assert samples(text, "process_resident_memory_bytes")[""] > 10_000_000  # a Python process with pydantic loaded
+    assert samples(text, "process_open_fds")[""] >= 3 and samples(text, "process_cpu_seconds_total")[""] > 0
+    assert samples(text, "python_gc_collections_total").keys() == {f'{{generation="{g}"}}' for g in "012"}
+
+
+def test_crashes_counted_before_an_exit_are_reported_by_the_restarted_worker(tmp_path):
+    from streams.metrics import CrashRecord
+
+    record = CrashRecord(tmp_path / "state" / "crashes.json")
+    zero = samples(WorkerMetrics("v1", lambda: {}, record.counts()).exposition().decode(), "dunning_crashes_total")
+    assert zero == {'{what="batch"}': 0.0, '{what="agent"}': 0.0, '{what="clock"}': 0.0}
+    record.add("batch")
+    record.add("batch")
+    record.add("agent")
+    restarted = WorkerMetrics("v1", lambda: {}, CrashRecord(record.path).counts())
+    assert samples(restarted.exposition().decode(), "dunning_crashes_total") == {
+        '{what="batch"}': 2.0, '{what="agent"}': 1.0, '{what="clock"}': 0.0}
+    record.path.write_text("{half a file")  # torn or edited by hand: counting starts again, the worker starts
+    assert CrashRecord(record.path).counts() == {}
