@@ -111,7 +111,10 @@ def _parse(text: str, source: str) -> _Document:
 _FIELD_PREFIX = re.compile(r"^([a-z_]+(?:\.(?:[a-z_]+|\d+))*): (.*)$", re.S)
 
 
-def _describe(error: dict[str, Any], document: _Document, source: str) -> str:
+def _describe(error: dict[str, Any], document: _Document, source: str, within: Location = (),
+              label: str = "") -> str:
+    """One validation error as file:line: rule: field: message; `within` is where the validated mapping sits in
+    the document (an experiment's inline variant), `label` names it."""
     loc: Location = tuple(error["loc"])
     message = readable(error)
     # Whole-rule validators name the field they object to as a "field.path: " prefix.
@@ -120,17 +123,20 @@ def _describe(error: dict[str, Any], document: _Document, source: str) -> str:
         loc += tuple(int(part) if part.isdigit() else part for part in prefixed.group(1).split("."))
         message = prefixed.group(2)
     line = None
-    for depth in range(len(loc), -1, -1):
-        line = document.lines.get(loc[:depth])
+    for depth in range(len(within + loc), -1, -1):
+        line = document.lines.get((within + loc)[:depth])
         if line is not None:
             break
     where = f"{source}:{line}" if line else source
-    rule = ""
+    rule = label
     if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
-        rules = document.data.get("rules") if isinstance(document.data, dict) else None
+        data = document.data
+        for key in within:
+            data = data.get(key) if isinstance(data, dict) else None
+        rules = data.get("rules") if isinstance(data, dict) else None
         entry = rules[loc[1]] if isinstance(rules, list) and loc[1] < len(rules) else None
         rule_id = entry.get("id") if isinstance(entry, dict) else None
-        rule = f" rule {rule_id!r}:" if rule_id else f" rule #{loc[1] + 1}:"
+        rule += f" rule {rule_id!r}:" if rule_id else f" rule #{loc[1] + 1}:"
         loc = loc[2:]
     field = error_path(loc)
     if error["type"] == "extra_forbidden":

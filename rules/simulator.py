@@ -7,26 +7,29 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Iterable, Iterator
 
 from rules.engine import Engine, Outcome
+from rules.policy import PolicyEngine, Schedule
 from rules.state import AccountState, JournalEntry, PlatformState
 from schemas.audit import AuditRecord
 from schemas.events import PLATFORM_ACCOUNT, ClockTick, InputEvent, PlatformOutage, tick
 from schemas.notices import Notice
 
 _UNSCHEDULED = object()
+_AT_ONCE = datetime.min.replace(tzinfo=timezone.utc)
 
 
 @dataclass
 class Simulation:
-    engine: Engine
+    engine: Engine | PolicyEngine
     platform: PlatformState = field(default_factory=PlatformState)
     accounts: dict[str, AccountState] = field(default_factory=dict)
     notices: list[Notice] = field(default_factory=list)
     audit: list[AuditRecord] | None = None  # every audit line in order, when asked for (an empty list)
     skip_idle: bool = True
+    schedule: Schedule | None = None  # policies published while running; `engine` is the one in force
     _wake_heap: list[tuple[datetime, str]] = field(default_factory=list)
     _wake: dict[str, datetime | None] = field(default_factory=dict)
 
@@ -34,6 +37,8 @@ class Simulation:
         """One event: a tick or outage reaches every account; anything else reaches its own account."""
         changed = self.engine.apply_platform(self.platform, event)
         if isinstance(event, ClockTick) and event.account_id == PLATFORM_ACCOUNT:
+            if changed and self.schedule is not None:
+                self._switch(self.schedule.at(event.at))
             return self._tick_all(event) if changed else []
         if isinstance(event, PlatformOutage):
             for account_id, state in self.accounts.items():
@@ -46,9 +51,17 @@ class Simulation:
         self.notices.extend(outcome.notices)
         return outcome.notices
 
+    def _switch(self, engine: PolicyEngine) -> None:
+        """A new policy from this tick on: every account is looked at by it (as a live partition does)."""
+        if engine is not self.engine:
+            self.engine = engine
+            for account_id in self.accounts:
+                self._schedule(account_id, _AT_ONCE)
+
     def _keep_audit(self, account_id: str, outcome: Outcome) -> None:
         if self.audit is not None:
-            self.audit.extend(AuditRecord.of(account_id, self.engine.version, line) for line in outcome.audit)
+            self.audit.extend(AuditRecord.of(account_id, outcome.version, line, outcome.variant)
+                              for line in outcome.audit)
 
     def trails(self) -> dict[str, list[JournalEntry]]:
         """Each account's audit lines, in order (kept only when `audit` was asked for)."""

@@ -30,16 +30,18 @@ class AuditRecord:
     id: Annotated[str, Field(description="event_id, notice_id, rule id, arrangement id or episode id")]
     ruleset_version: str
     detail: dict[str, str] = field(default_factory=dict)
+    variant: Annotated[str | None, Field(description="the experiment variant the account is in (absent: no "
+                                                     "experiment)")] = None
 
     @classmethod
-    def of(cls, account_id: str, ruleset_version: str, line: CaseEntry) -> "AuditRecord":
-        return cls(account_id, line.at, line.what, line.id, ruleset_version, line.detail)
+    def of(cls, account_id: str, ruleset_version: str, line: CaseEntry, variant: str | None = None) -> "AuditRecord":
+        return cls(account_id, line.at, line.what, line.id, ruleset_version, line.detail, variant)
 
     def line(self) -> CaseEntry:
         return CaseEntry(self.at, self.what, self.id, self.detail)
 
     def to_json(self) -> bytes:
-        return audit_adapter.dump_json(self)
+        return audit_adapter.dump_json(self, exclude_none=True)
 
 
 audit_adapter: TypeAdapter[AuditRecord] = TypeAdapter(AuditRecord)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import TypeAdapter
 
-from schemas import audit, deadletter, events, notices
+from schemas import audit, deadletter, events, notices, rulesets
 
 SCHEMA_DIR = Path(__file__).parent / "json"
 
@@ -27,6 +27,7 @@ CONTRACTS: dict[str, object] = {
     "notice": notices.Notice,
     "dead-letter": deadletter.DeadLetter,
     "audit": audit.AuditRecord,
+    "ruleset": rulesets.PublishedRuleset,
 }
 
 

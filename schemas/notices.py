@@ -60,6 +60,8 @@ class Notice(_Contract):
     account_id: str
     rule_id: str
     ruleset_version: str
+    variant: str | None = Field(default=None, description="the experiment variant the account is in (absent: no "
+                                "experiment)")
     channel: str | None = Field(default=None, description="reminders and urgent notices")
     template: str | None = None
     to: HandoffTarget | None = Field(default=None, description="handoffs")

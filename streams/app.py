@@ -20,10 +20,12 @@ from typing import NoReturn
 import faust
 
 from rules.engine import Engine
+from rules.policy import PolicyEngine
 from schemas.events import tick
 from streams.changelog import write_table
 from streams.metrics import WorkerMetrics
 from streams.explain import account_report
+from streams.rulesets import RulesetFeed
 from streams.processor import BatchResult, Processor, Source, account_header, decode_account
 from streams.settings import MAX_REQUEST_BYTES, Settings
 
@@ -90,8 +92,10 @@ def stop_uncommitted(messages: int, exc: Exception) -> NoReturn:
     os._exit(BATCH_FAILED)
 
 
-def create_app(settings: Settings, engine: Engine) -> faust.App:
+def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
+    """`engine` is the seed policy (DUNNING_RULES): in force until a policy published on the rulesets topic is."""
     app = faust.App(settings.app_id, **faust_settings(settings))
+    feed = RulesetFeed(settings, engine)
     # bytes types make the tables' stores and changelogs raw; the default would be JSON
     table_options = dict(partitions=settings.partitions, key_type=bytes, value_type=bytes)
     accounts = app.Table("dunning-accounts", **table_options)
@@ -127,6 +131,9 @@ def create_app(settings: Settings, engine: Engine) -> faust.App:
             for table, writes in ((accounts, result.accounts), (platforms, result.platforms))))
 
     async def handle(events: list[faust.EventT]) -> None:
+        if not feed.started or any(event.message.topic == clock_topic for event in events):
+            # Every policy published before these ticks were: a tick switches the partition to the one in force.
+            processor.schedule = await feed.catch_up()
         for event in events:
             message = event.message
             processor.process(
@@ -182,7 +189,8 @@ def create_app(settings: Settings, engine: Engine) -> faust.App:
             return web.json({"error": f"no account {account_id!r} here"}, status=404)
         partition, _ = account_header(raw)
         platform = processor.platform_of(partition, platforms)
-        report = account_report(engine, decode_account(raw), platform, platform.clock, audit_topic=settings.topic.audit)
+        report = account_report(processor.engine_of(partition, platform), decode_account(raw), platform,
+                                platform.clock, audit_topic=settings.topic.audit)
         return web.json({**report, "partition": partition, "served_by": settings.canonical_url})
 
     @app.page("/metrics")

@@ -10,9 +10,8 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
-from rules.engine import Engine
-from rules.loader import RulesetError, load_ruleset
-from rules.model import Ruleset
+from rules.loader import RulesetError
+from rules.policy import Policy, PolicyEngine, Schedule, load_policy
 from rules.simulator import Simulation
 from schemas.events import InputEvent, describe_errors, parse_event
 from streams.explain import account_report, render_report
@@ -53,32 +52,76 @@ def read_events(path: Path, errors: TextIO) -> tuple[list[InputEvent], int]:
     return events, rejected
 
 
-def load_or_report(paths: list[str], errors: TextIO) -> list[Ruleset] | None:
-    rulesets, failed = [], False
+def load_or_report(paths: list[str], errors: TextIO) -> list[Policy] | None:
+    """Rulesets or experiments (rules/policy.py); every problem of every file is reported."""
+    policies, failed = [], False
     for path in paths:
         try:
-            rulesets.append(load_ruleset(path))
+            policies.append(load_policy(path))
         except RulesetError as exc:
             failed = True
             print(exc, file=errors)
-    return None if failed else rulesets
+    return None if failed else policies
+
+
+def describe_policy(policy: Policy) -> str:
+    if policy.experiment_id is None:
+        ruleset = policy.variants[0].ruleset
+        return f"version {ruleset.version}, {len(ruleset.rules)} rules"
+    variants = "; ".join(f"{v.name} {v.share}%: version {v.ruleset.version}, {len(v.ruleset.rules)} rules"
+                         for v in policy.variants)
+    return f"experiment {policy.experiment_id}: {variants}"
 
 
 def cmd_rules_check(args: argparse.Namespace) -> int:
-    rulesets = load_or_report(args.files, sys.stderr)
-    if rulesets is None:
+    policies = load_or_report(args.files, sys.stderr)
+    if policies is None:
         return 1
-    for path, ruleset in zip(args.files, rulesets):
-        print(f"{path}: ok (version {ruleset.version}, {len(ruleset.rules)} rules)")
+    for path, policy in zip(args.files, policies):
+        print(f"{path}: ok ({describe_policy(policy)})")
     return 0
 
 
+def cmd_rules_publish(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from aiokafka.errors import KafkaError
+
+    from streams.rulesets import publish_policy
+    from streams.settings import Settings
+
+    policies = load_or_report([args.file], sys.stderr)
+    if policies is None:
+        return 1
+    settings = Settings()
+    try:
+        record = asyncio.run(publish_policy(settings, policies[0], args.at))
+    except (KafkaError, OSError) as exc:
+        print(f"dunning rules publish: cannot write to {settings.topic.rulesets} at {settings.bootstrap_servers}: "
+              f"{exc}", file=sys.stderr)
+        return 2
+    print(f"{args.file}: published to {settings.topic.rulesets} as {record.digest} ({describe_policy(policies[0])});"
+          f" every partition runs it from its first clock tick at or after {record.effective_after.isoformat()}")
+    return 0
+
+
+def timed_file(text: str) -> tuple[datetime, str]:
+    """TIME=FILE, for simulate --rules-at."""
+    when, sep, path = text.partition("=")
+    if not sep or not path:
+        raise argparse.ArgumentTypeError(f"{text!r} is not TIME=FILE, e.g. 2026-11-20T00:00:00+08:00=new.yaml")
+    return aware_time(when), path
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
-    rulesets = load_or_report([args.rules], sys.stderr)
-    if rulesets is None:
+    switches = sorted(args.rules_at, key=lambda switch: switch[0])
+    policies = load_or_report([args.rules, *(path for _, path in switches)], sys.stderr)
+    if policies is None:
         return 1
     events, rejected = read_events(Path(args.events), sys.stderr)
-    simulation = Simulation(Engine(rulesets[0]), audit=[] if args.explain or args.audit else None)
+    seed, *later = (PolicyEngine(policy) for policy in policies)
+    schedule = Schedule(seed, [(when, engine) for (when, _), engine in zip(switches, later)])
+    simulation = Simulation(seed, audit=[] if args.explain or args.audit else None, schedule=schedule)
     simulation.run(events, args.tick, args.until)
     if args.audit:
         with open(args.audit, "wb") as audit:
@@ -183,9 +226,18 @@ def build_parser() -> argparse.ArgumentParser:
     check = rules.add_parser("check", help="validate ruleset files; exit 1 if any is invalid")
     check.add_argument("files", nargs="+")
     check.set_defaults(handler=cmd_rules_check)
+    rules_publish = rules.add_parser("publish", help="validate a ruleset (or experiment) and publish it to the "
+                                                     "rulesets topic; running workers switch to it at a tick")
+    rules_publish.add_argument("file")
+    rules_publish.add_argument("--at", type=aware_time, help="in force from the first clock tick at or after this "
+                                                             "logical time (default: now)")
+    rules_publish.set_defaults(handler=cmd_rules_publish)
 
     simulate = commands.add_parser("simulate", help="run events through the engine offline; print notices")
-    simulate.add_argument("--rules", required=True, help="ruleset YAML file")
+    simulate.add_argument("--rules", required=True, help="ruleset YAML file (or an experiment)")
+    simulate.add_argument("--rules-at", type=timed_file, action="append", default=[], metavar="TIME=FILE",
+                          help="switch to this ruleset at the first tick at or after TIME, as a worker does when "
+                               "it is published with --at TIME (repeatable)")
     simulate.add_argument("--events", required=True, help="events, one JSON object per line")
     simulate.add_argument("--until", type=aware_time, help="keep ticking up to this time (RFC 3339)")
     simulate.add_argument("--tick", type=duration, default=timedelta(hours=1), help="tick interval (default 1h)")

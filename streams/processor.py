@@ -19,6 +19,7 @@ from aiokafka.partitioner import murmur2
 from pydantic import ValidationError
 
 from rules.engine import AGING_BUCKETS, Engine, Outcome, Position, aging_bucket
+from rules.policy import PolicyEngine, Schedule
 from rules.state import AccountState, PlatformState, dump_account, dump_platform, load_account, load_platform
 from schemas.audit import AuditRecord
 from schemas.deadletter import DeadLetter, DeadLetterReason, MessageOrigin
@@ -108,6 +109,8 @@ class Processor:
     def __init__(self, engine: Engine, topics: TopicNames, partitions: int, check_partitioning: bool = True,
                  dead_letter_limit: int = MAX_REQUEST_BYTES // 4):
         self.engine = engine
+        self.schedule = Schedule(engine)  # the policies in force over logical time (streams/rulesets.py)
+        self._engines: dict[int, Engine | PolicyEngine] = {}  # the policy each partition runs now
         self.dead_letter_limit = dead_letter_limit  # bytes of a dead letter with its key
         self.topics = topics
         self.partitions = partitions
@@ -132,6 +135,7 @@ class Processor:
         self._positions = None
         self._totals = {}
         self._platforms.clear()
+        self._engines.clear()
 
     def finish_batch(self) -> BatchResult:
         result, self._batch = self._batch, BatchResult()
@@ -186,16 +190,23 @@ class Processor:
     def _platform_event(self, event: InputEvent, source: Source, accounts: Store, platforms: Store,
                         scan: Scan) -> None:
         platform = self._platform(source.partition, platforms)
-        if not self.engine.apply_platform(platform, event):
+        running = self.engine_of(source.partition, platform)
+        if not running.apply_platform(platform, event):
             return  # a redelivered tick or outage
         self._batch.platforms[str(source.partition)] = (dump_platform(platform), source)
         index = self._index(scan).setdefault(source.partition, [])
-        if not isinstance(event, ClockTick):
-            # New due dates for everyone on this partition: every account looks again at the next tick.
+        switched = isinstance(event, ClockTick) and self.schedule.at(event.at) is not running
+        if switched:
+            # A policy published since the last tick takes over at this one: every account is looked at by it.
+            self._engines[source.partition] = self.schedule.at(event.at)
+        if switched or not isinstance(event, ClockTick):
+            # An outage moves due dates (looked at from the next tick), a new policy judges anew (from this one):
+            # every account of the partition looks again.
             for account_id in self._accounts_on(source.partition, scan):
                 self._wake_at[account_id] = 0.0
                 heapq.heappush(index, (0.0, account_id))
-            return
+            if not switched:
+                return
         due_before = event.at.timestamp()
         seen: set[str] = set()
         while index and index[0][0] <= due_before:
@@ -214,7 +225,8 @@ class Processor:
         else:
             raw = accounts.get(account_id)
             state = None if raw is None else decode_account(raw)
-        outcome = self.engine.step(state, event, self._platform(source.partition, platforms))
+        platform = self._platform(source.partition, platforms)
+        outcome = self.engine_of(source.partition, platform).step(state, event, platform)
         self._emit(outcome.notices, source)
         self._emit_audit(account_id, outcome, source)
         self._count_happenings(outcome)
@@ -227,6 +239,13 @@ class Processor:
             else:
                 self._wake_at[account_id] = wakeup.timestamp()
                 heapq.heappush(self._wakeups.setdefault(source.partition, []), (wakeup.timestamp(), account_id))
+
+    def engine_of(self, partition: int, platform: PlatformState) -> Engine | PolicyEngine:
+        """The policy the partition runs: the one in force at its clock, kept until a tick switches it."""
+        engine = self._engines.get(partition)
+        if engine is None:
+            engine = self._engines[partition] = self.schedule.at(platform.clock)
+        return engine
 
     def _platform(self, partition: int, platforms: Store) -> PlatformState:
         platform = self._platforms.get(partition)
@@ -286,7 +305,7 @@ class Processor:
         at = platform.clock or state.evaluated_until or (state.case_events[-1].at if state.case_events else None)
         if at is None:
             return
-        new = self.engine.portfolio(state, platform, at)
+        new = self.engine_of(partition, platform).portfolio(state, platform, at)
         totals = self._totals.setdefault(partition, {})
         for currency, position in self._positions.pop(account_id, {}).items():
             _add(totals, currency, position, -1)
@@ -334,10 +353,10 @@ class Processor:
                                                  notice.to_json(), source.partition))
 
     def _emit_audit(self, account_id: str, outcome: Outcome, source: Source) -> None:
-        key, version, out = account_id.encode(), self.engine.version, self._batch.outgoing
+        key, out = account_id.encode(), self._batch.outgoing
         for line in outcome.audit:
-            out.append(Outgoing(self.topics.audit, key, AuditRecord.of(account_id, version, line).to_json(),
-                                source.partition))
+            record = AuditRecord.of(account_id, outcome.version, line, outcome.variant)
+            out.append(Outgoing(self.topics.audit, key, record.to_json(), source.partition))
 
     def _dead_letter(self, source: Source, rejected: Rejected) -> None:
         letter, key, value = dead_letter(source, rejected, self.dead_letter_limit)

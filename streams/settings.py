@@ -27,6 +27,7 @@ class TopicNames(BaseModel):
     handoffs: str = "dunning.handoffs"
     dead_letter: str = "dunning.dead-letter"
     audit: str = "dunning.audit"
+    rulesets: str = "dunning.rulesets"  # compacted, one partition: published policies (streams/rulesets.py)
 
     @property
     def inputs(self) -> tuple[str, ...]:

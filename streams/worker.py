@@ -7,8 +7,9 @@ import sys
 
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from rules.engine import Engine
-from rules.loader import RulesetError, load_ruleset
+from rules.loader import RulesetError
+from rules.policy import PolicyEngine, load_policy
+from streams.rulesets import ensure_rulesets_topic
 from streams.settings import Settings
 from streams.topics import TopicLayoutError, ensure_topics
 
@@ -20,12 +21,12 @@ WORKER_GC_THRESHOLD = (100_000, 20, 100)
 
 def run_worker(settings: Settings) -> int:
     try:
-        ruleset = load_ruleset(settings.rules)
+        policy = load_policy(settings.rules)
     except RulesetError as exc:
         print(f"dunning worker: the ruleset is not valid, not starting:\n{exc}", file=sys.stderr)
         return 2
     try:
-        created = asyncio.run(ensure_topics(settings))
+        created = asyncio.run(_ensure_all_topics(settings))
     except TopicLayoutError as exc:
         print(f"dunning worker: {exc}", file=sys.stderr)
         return 2
@@ -39,8 +40,9 @@ def run_worker(settings: Settings) -> int:
     from streams.app import create_app
 
     gc.set_threshold(*WORKER_GC_THRESHOLD)
-    app = create_app(settings, Engine(ruleset))
-    print(f"dunning worker: ruleset {ruleset.version} from {settings.rules}, {settings.partitions} partitions, "
+    app = create_app(settings, PolicyEngine(policy))
+    print(f"dunning worker: ruleset {policy.version} from {settings.rules} (until one published on "
+          f"{settings.topic.rulesets} is in force), {settings.partitions} partitions, "
           f"web on {settings.web_host}:{settings.web_port}", file=sys.stderr)
     worker = faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False)
     # Below info, Faust's terminal spinner sets the root logger to DEBUG to spin on every record: each debug call
@@ -48,3 +50,10 @@ def run_worker(settings: Settings) -> int:
     worker.spinner = None
     worker.execute_from_commandline()
     return 0
+
+
+async def _ensure_all_topics(settings: Settings) -> list[str]:
+    created = await ensure_topics(settings)
+    if await ensure_rulesets_topic(settings):
+        created.append(settings.topic.rulesets)
+    return created

@@ -46,13 +46,14 @@ __all__ = [
 
 
 class Engine:
-    def __init__(self, ruleset: Ruleset):
+    def __init__(self, ruleset: Ruleset, variant: str | None = None):
         self.ruleset = ruleset
         self.version = ruleset.version
+        self.variant = variant  # the experiment variant this engine decides for, stamped on notices and audit
         currency = ruleset.defaults.currency
         self.calendar = Calendar(ruleset.defaults.timezone, currency)
         self.rulebook = Rulebook(ruleset)
-        issuer = NoticeIssuer(ruleset.version)
+        issuer = NoticeIssuer(ruleset.version, variant)
         self.arrangements = Arrangements(self.calendar, currency)
         self.episodes = Episodes(self.rulebook, issuer)
         self.delivery = Delivery(self.rulebook, ruleset.contact_window, ruleset.limits, issuer)
@@ -83,7 +84,7 @@ class Engine:
         """Applies one event (or tick) to one account, a new one (the event's) when state is None."""
         if state is None:
             state = AccountState(account_id=event.account_id)
-        out = Outcome(state)
+        out = Outcome(state, version=self.version, variant=self.variant)
         apply = self._appliers.get(type(event))
         if apply is None:  # the clock, or a platform-wide event (see apply_platform)
             if isinstance(event, ClockTick) and (state.evaluated_until is None or event.at > state.evaluated_until):

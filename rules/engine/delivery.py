@@ -31,7 +31,9 @@ class Delivery:
         now, today = moment.now, moment.today
         still = []
         for pending in state.pending:
-            if self._still_due(state, pending, moment):
+            if pending.rule_id not in self.rulebook.by_id:  # a new ruleset dropped the rule while it waited
+                _withdraw(out, pending, now, f"rule {pending.rule_id} is not in ruleset {self.issuer.version}")
+            elif self._still_due(state, pending, moment):
                 still.append(pending)
             else:
                 _withdraw(out, pending, now)
@@ -108,7 +110,7 @@ class Delivery:
         )
 
 
-def _withdraw(out: Outcome, pending: Pending, now: datetime) -> None:
+def _withdraw(out: Outcome, pending: Pending, now: datetime, reason: str | None = None) -> None:
     state = out.state
     if pending.scope == "episode" and state.episode is not None and state.episode.episode_id == pending.episode_id:
         state.episode.done.pop(pending.rule_id, None)
@@ -116,4 +118,7 @@ def _withdraw(out: Outcome, pending: Pending, now: datetime) -> None:
         done = state.invoices[pending.invoice_id].rules_done
         if pending.rule_id in done:
             done.remove(pending.rule_id)
-    record(out, now, "decision.withdrawn", pending.rule_id, {"notice_id": notice_id(state.account_id, pending.key)})
+    detail = {"notice_id": notice_id(state.account_id, pending.key)}
+    if reason:
+        detail["reason"] = reason
+    record(out, now, "decision.withdrawn", pending.rule_id, detail)

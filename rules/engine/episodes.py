@@ -35,6 +35,8 @@ class Episodes:
             record(out, now, "episode.started", state.episode.episode_id,
                    {"days_past_due": str(max(days for _, _, days in overdue))})
         elif episode is not None and not overdue:
+            # The rules that contacted the account in this episode, for cure metrics per rule.
+            contacted = sorted({line.detail["rule_id"] for line in state.case_notices if "rule_id" in line.detail})
             for target, rule_id in episode.open_handoffs.items():
                 self.issuer.issue(
                     out, moment, cause, kind="handoff", rule_id=rule_id, key=f"recall|{target}|{episode.episode_id}",
@@ -44,7 +46,7 @@ class Episodes:
             state.episode = None
             state.case_events.clear()
             state.case_notices.clear()
-            record(out, now, "episode.ended", episode.episode_id, {})
+            record(out, now, "episode.ended", episode.episode_id, {"rules": ",".join(contacted)} if contacted else {})
 
     def fire_episode_rules(self, out: Outcome, moment: Moment, cause: str) -> None:
         state = out.state

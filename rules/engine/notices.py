@@ -19,8 +19,9 @@ def notice_id(account_id: str, key: str) -> str:
 
 
 class NoticeIssuer:
-    def __init__(self, version: str):
+    def __init__(self, version: str, variant: str | None = None):
         self.version = version  # the ruleset's, stamped on every notice
+        self.variant = variant
 
     def issue(
         self, out: Outcome, moment: Moment, cause: str, *, kind: str, rule_id: str, key: str,
@@ -35,7 +36,7 @@ class NoticeIssuer:
         the_id = notice_id(state.account_id, key)
         out.notices.append(Notice(
             notice_id=the_id, kind=kind, account_id=state.account_id, rule_id=rule_id, ruleset_version=self.version,
-            channel=channel, template=template, to=to, action=action,
+            variant=self.variant, channel=channel, template=template, to=to, action=action,
             days_past_due=max((days for _, _, days in overdue_list), default=0), overdue=overdue,
             invoices=invoices, episode_id=episode_id, issued_at=now, caused_by=cause, trigger=trigger,
             facts=facts, case_file=_case_file(state) if kind == "handoff" else None,

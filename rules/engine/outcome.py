@@ -17,6 +17,8 @@ class Outcome:
     notices: list[Notice] = field(default_factory=list)
     audit: list[JournalEntry] = field(default_factory=list)
     wakeup: datetime | None = None
+    version: str = ""  # the ruleset's that decided, and the experiment variant the account is in (None: none)
+    variant: str | None = None
 
 
 # What the case file keeps of a notice's line: what went out. Why (facts, when decided, what it waited for) is in

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from rules.loader import RulesetError, load_ruleset, parse_ruleset
+from rules.policy import load_policy
 
 REPO = Path(__file__).resolve().parents[2]
 RULESET_FILES = [REPO / "rules" / "default.yaml", *sorted((REPO / "rules" / "examples").glob("*.yaml"))]
@@ -39,9 +40,9 @@ def test_there_are_example_rulesets():
 
 @pytest.mark.parametrize("path", RULESET_FILES, ids=lambda path: path.name)
 def test_shipped_ruleset_loads(path):
-    loaded = load_ruleset(path)
-    assert isinstance(loaded.version, str) and loaded.version
-    assert loaded.rules
+    for variant in load_policy(path).variants:  # an experiment's variants are rulesets too
+        assert isinstance(variant.ruleset.version, str) and variant.ruleset.version
+        assert variant.ruleset.rules
 
 
 def test_issue_example_reads_as_written():

@@ -25,7 +25,8 @@ def test_committed_schema_files_are_current():
 
 def test_there_is_a_schema_for_every_input_and_output_type():
     names = {path.name for path in export.SCHEMA_DIR.glob("*.schema.json")}
-    expected = {f"{name}.schema.json" for name in (*EVENT_TYPES, "input-event", "notice", "dead-letter", "audit")}
+    expected = {f"{name}.schema.json" for name in (*EVENT_TYPES, "input-event", "notice", "dead-letter", "audit",
+                                                                      "ruleset")}
     assert names == expected
 
 
