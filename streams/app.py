@@ -10,6 +10,7 @@ not Faust's exactly_once).
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import sys
@@ -23,7 +24,7 @@ from rules.engine import Engine
 from rules.policy import PolicyEngine
 from schemas.events import tick
 from streams.changelog import write_table
-from streams.metrics import WorkerMetrics
+from streams.metrics import CrashRecord, WorkerMetrics
 from streams.explain import account_report
 from streams.rulesets import RulesetFeed
 from streams.processor import BatchResult, Processor, Source, account_header, decode_account
@@ -80,16 +81,28 @@ def faust_settings(settings: Settings) -> dict[str, object]:
     )
 
 
-def stop_uncommitted(messages: int, exc: Exception) -> NoReturn:
+def stop_uncommitted(crashes: CrashRecord, kind: str, what: str, exc: Exception) -> NoReturn:
     """Ends the process at once, committing nothing more, so that a restart repeats the failed batch.
 
     Raising instead would lose the batch: take_events acks its events on the way out (in a finally), Faust's
     supervisor restarts the agent, and the next commit passes over messages whose notices, dead letters or
-    state never went out. aiokafka has already retried what can be retried (a broker away, a leader moving)."""
+    state never went out. aiokafka has already retried what can be retried (a broker away, a leader moving).
+    The crash is counted first, for the restarted worker's dunning_crashes_total."""
     detail = " ".join(f"{type(exc).__name__}: {exc}".split())
-    print(f"dunning worker: stopping, a batch of {messages} messages failed ({detail}); its offsets are not "
-          "committed and a restart repeats it", file=sys.stderr, flush=True)
+    try:
+        crashes.add(kind)
+    except OSError as error:  # the exit matters more than the count
+        detail += f"; the crash could not be counted: {error}"
+    print(f"dunning worker: stopping, {what} failed ({detail}); its offsets are not committed and a restart "
+          "repeats it", file=sys.stderr, flush=True)
     os._exit(BATCH_FAILED)
+
+
+def authorized(header: str | None, token: str) -> bool:
+    """Whether an Authorization header carries the bearer token, compared in constant time: how long a wrong
+    token takes to refuse says nothing about how much of it was right."""
+    expected = f"Bearer {token}".encode()
+    return header is not None and hmac.compare_digest(header.encode("utf-8", "surrogateescape"), expected)
 
 
 def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
@@ -111,8 +124,9 @@ def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
             return set()
 
     tables = {"restored": False}  # until Faust says its tables are restored after a rebalance
+    crashes = CrashRecord(settings.state_dir / "crashes.json")
     metrics = WorkerMetrics(engine.version, lambda: processor.portfolio(
-        owned_partitions(), platforms, scan, ready=tables["restored"]))
+        owned_partitions(), platforms, scan, ready=tables["restored"]), crashes.counts())
 
     def scan():
         for key, value in accounts.items():
@@ -151,11 +165,14 @@ def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
 
     @app.agent(source, concurrency=1, name="dunning")
     async def dunning(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-            try:
-                await handle(events)
-            except Exception as exc:  # noqa: BLE001 - whatever failed, the batch must not be committed
-                stop_uncommitted(len(events), exc)
+        try:
+            async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
+                try:
+                    await handle(events)
+                except Exception as exc:  # noqa: BLE001 - whatever failed, the batch must not be committed
+                    stop_uncommitted(crashes, "batch", f"a batch of {len(events)} messages", exc)
+        except Exception as exc:  # noqa: BLE001 - the stream itself failed: a restarted agent would ack its buffer
+            stop_uncommitted(crashes, "agent", "the dunning agent", exc)
 
     @app.on_partitions_revoked.connect
     async def forget(app: faust.App, revoked, **kwargs) -> None:  # noqa: ARG001 - Faust's signal signature
@@ -174,15 +191,20 @@ def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
             seconds = datetime.now(timezone.utc).timestamp()
             at = datetime.fromtimestamp(seconds - seconds % settings.tick_interval, tz=timezone.utc)
             value = tick(at).model_dump_json().encode()
-            sent = [await app.producer.send(clock_topic, b"*", value, partition, None, None)
-                    for partition in range(settings.partitions)]
-            await asyncio.gather(*sent)
+            try:
+                sent = [await app.producer.send(clock_topic, b"*", value, partition, None, None)
+                        for partition in range(settings.partitions)]
+                await asyncio.gather(*sent)
+            except Exception as exc:  # noqa: BLE001 - raising would crash the app over one tick
+                metrics.crashes.labels("clock").inc()
+                log.error("dunning worker: the clock tick at %s was not published (%s: %s); the next interval "
+                          "tries again", at.isoformat(), type(exc).__name__, " ".join(str(exc).split()))
 
     @app.page("/accounts/{account_id}")
     @app.table_route(table=accounts, match_info="account_id")  # forwarded to the worker that owns the key
     async def account_view(web, request, account_id: str):
         token = settings.web_token.get_secret_value() if settings.web_token else None
-        if token and request.headers.get("Authorization") != f"Bearer {token}":
+        if token and not authorized(request.headers.get("Authorization"), token):
             return web.json({"error": "a bearer token is required"}, status=401)
         raw = accounts.get(account_id)
         if raw is None:
