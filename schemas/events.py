@@ -9,7 +9,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from schemas.types import Amount, Currency, Day, PositiveAmount, TimeZoneName, Timestamp, error_path, readable
+from schemas.types import (MAX_IDS, Amount, Currency, Day, Id, PositiveAmount, TimeZoneName, Timestamp, error_path,
+                           readable)
 
 FailureReason = Literal["insufficient_funds", "invalid_payment_method", "system_error", "other"]
 RiskTier = Literal["low", "standard", "high"]
@@ -19,14 +20,14 @@ PLATFORM_ACCOUNT = "*"
 class Envelope(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    event_id: str = Field(min_length=1, max_length=200)
-    account_id: str = Field(min_length=1, max_length=200)
+    event_id: Id
+    account_id: Id
     occurred_at: Timestamp
 
 
 class InvoiceIssued(Envelope):
     type: Literal["invoice.issued"]
-    invoice_id: str = Field(min_length=1)
+    invoice_id: Id
     amount: Amount
     currency: Currency
     due_date: Day
@@ -36,23 +37,23 @@ class InvoiceAdjusted(Envelope):
     """The invoice's new total; a credit note lowers it."""
 
     type: Literal["invoice.adjusted"]
-    invoice_id: str = Field(min_length=1)
+    invoice_id: Id
     amount: Amount
 
 
 class InvoiceCancelled(Envelope):
     type: Literal["invoice.cancelled"]
-    invoice_id: str = Field(min_length=1)
+    invoice_id: Id
 
 
 class PaymentReceived(Envelope):
     """Without invoice_id the payment goes to the oldest effective due date first; any excess becomes credit."""
 
     type: Literal["payment.received"]
-    payment_id: str = Field(min_length=1)
+    payment_id: Id
     amount: PositiveAmount
     currency: Currency
-    invoice_id: str | None = None
+    invoice_id: Id | None = None
 
 
 class PaymentFailed(Envelope):
@@ -60,10 +61,10 @@ class PaymentFailed(Envelope):
     payment_id and attempt again changes nothing, a new attempt is a new failure."""
 
     type: Literal["payment.failed"]
-    payment_id: str = Field(min_length=1)
+    payment_id: Id
     amount: PositiveAmount
     currency: Currency
-    invoice_id: str | None = None
+    invoice_id: Id | None = None
     reason: FailureReason
     attempt: int = Field(default=1, ge=1, strict=True,
                          description="Which try at the payment failed: 1 the first, a retry counts up")
@@ -78,14 +79,14 @@ class Installment(BaseModel):
 
 class _ArrangementAgreed(Envelope):
     type: Literal["arrangement.agreed"]
-    arrangement_id: str = Field(min_length=1)
+    arrangement_id: Id
     currency: Currency | None = Field(default=None, description="defaults to the ruleset's currency")
 
 
 class ExtensionAgreed(_ArrangementAgreed):
     kind: Literal["extension"]
     new_due_date: Day
-    invoice_ids: list[str] | None = Field(default=None, description="absent: every open invoice")
+    invoice_ids: list[Id] | None = Field(default=None, max_length=MAX_IDS, description="absent: every open invoice")
 
 
 class PromiseToPayAgreed(_ArrangementAgreed):
@@ -96,8 +97,8 @@ class PromiseToPayAgreed(_ArrangementAgreed):
 
 class InstallmentsAgreed(_ArrangementAgreed):
     kind: Literal["installments"]
-    schedule: list[Installment] = Field(min_length=1)
-    invoice_ids: list[str] | None = Field(default=None, description="absent: every open invoice")
+    schedule: list[Installment] = Field(min_length=1, max_length=MAX_IDS)
+    invoice_ids: list[Id] | None = Field(default=None, max_length=MAX_IDS, description="absent: every open invoice")
 
     @field_validator("schedule")
     @classmethod
@@ -115,25 +116,26 @@ ArrangementAgreed = Annotated[
 
 class ArrangementCancelled(Envelope):
     type: Literal["arrangement.cancelled"]
-    arrangement_id: str = Field(min_length=1)
+    arrangement_id: Id
 
 
 class DisputeOpened(Envelope):
     type: Literal["dispute.opened"]
-    invoice_id: str = Field(min_length=1)
+    invoice_id: Id
 
 
 class DisputeResolved(Envelope):
     type: Literal["dispute.resolved"]
-    invoice_id: str = Field(min_length=1)
+    invoice_id: Id
 
 
 class AccountUpdated(Envelope):
     type: Literal["account.updated"]
     risk_tier: RiskTier | None = None
     timezone: TimeZoneName | None = None
-    channels: list[str] | None = Field(default=None, description="preferred contact channels, in order")
-    opted_out_channels: list[str] | None = None
+    channels: list[Id] | None = Field(default=None, max_length=MAX_IDS,
+                                      description="preferred contact channels, in order")
+    opted_out_channels: list[Id] | None = Field(default=None, max_length=MAX_IDS)
 
 
 class PlatformOutage(Envelope):
@@ -141,7 +143,7 @@ class PlatformOutage(Envelope):
 
     type: Literal["platform.outage"]
     account_id: Literal["*"] = PLATFORM_ACCOUNT
-    outage_id: str = Field(min_length=1)
+    outage_id: Id
     start: Timestamp
     end: Timestamp
     grace_days: int = Field(ge=0, le=366)

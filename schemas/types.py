@@ -11,13 +11,19 @@ from decimal import Decimal
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, GetCoreSchemaHandler, WithJsonSchema
+from pydantic import AfterValidator, GetCoreSchemaHandler, StringConstraints, WithJsonSchema
 from pydantic_core import ErrorDetails, core_schema
 
 DECIMAL_PATTERN = r"^-?\d{1,15}(\.\d{1,6})?$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}"
+# Ids are Kafka keys (account_id), table keys and parts of notice ids, and the state keeps them: bounded so that an
+# event's ids cannot make a state, notice or dead letter too large to send (an unbounded one stopped the worker at
+# every restart). Lists of ids are bounded for the same reason.
+ID_MAX_LENGTH = 200
+MAX_IDS = 1000
+_QUOTED_CHARS = 80  # of a refused value quoted in an error message
 
 # Errors whose message reads after the value the producer sent: "'usd' is not an ISO 4217 currency code".
 _QUOTING_ERRORS = frozenset({"amount_text", "amount_sign", "currency_code", "date_text", "time_text"})
@@ -32,7 +38,10 @@ def readable(error: ErrorDetails) -> str:
     """An error's message, with the offending value in front where the message expects it."""
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] in _QUOTING_ERRORS:
-        return f"{error['input']!r} {message}"
+        quoted = repr(error["input"])
+        if len(quoted) > _QUOTED_CHARS:
+            quoted = f"{quoted[:_QUOTED_CHARS]}... ({len(quoted)} characters)"
+        return f"{quoted} {message}"
     return message
 
 
@@ -109,9 +118,11 @@ _AMOUNT_SCHEMA = WithJsonSchema({"type": "string", "pattern": DECIMAL_PATTERN, "
 Amount = Annotated[Decimal, _AmountType(positive=False), _AMOUNT_SCHEMA]
 PositiveAmount = Annotated[Decimal, _AmountType(positive=True), _AMOUNT_SCHEMA]
 Currency = Annotated[str, _CurrencyType, WithJsonSchema({"type": "string", "pattern": CURRENCY_PATTERN})]
-TimeZoneName = Annotated[str, AfterValidator(_check_timezone),
-                         WithJsonSchema({"type": "string", "examples": ["Asia/Shanghai"]})]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX_LENGTH)]
+TimeZoneName = Annotated[str, StringConstraints(max_length=64), AfterValidator(_check_timezone),
+                         WithJsonSchema({"type": "string", "maxLength": 64, "examples": ["Asia/Shanghai"]})]
 Timestamp = Annotated[datetime, _TimestampType, WithJsonSchema({"type": "string", "format": "date-time"})]
 Day = Annotated[date, _DayType, WithJsonSchema({"type": "string", "format": "date"})]
 
-__all__ = ["Amount", "PositiveAmount", "Currency", "TimeZoneName", "Timestamp", "Day", "error_path", "readable"]
+__all__ = ["Amount", "PositiveAmount", "Currency", "Id", "TimeZoneName", "Timestamp", "Day", "error_path", "readable",
+           "ID_MAX_LENGTH", "MAX_IDS"]
