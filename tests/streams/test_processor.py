@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -218,3 +218,35 @@ def test_a_dead_letter_under_the_bound_is_whole():
                                        Rejected("malformed_json", "not JSON"), LIMIT)
     assert not letter.truncated and base64.b64decode(letter.value_base64) == value and key == b"A1"
     assert letter.value_text == value.decode() and len(encoded) < LIMIT
+
+
+def test_an_experiment_and_a_switch_at_a_tick_give_the_simulators_notices_and_audit_across_a_restart():
+    from rules.policy import PolicyEngine, Schedule, load_policy
+
+    events = scenario_events()
+    until = events[-1].occurred_at + timedelta(days=60)
+    switch_at = datetime.fromisoformat("2026-10-12T10:30:00+08:00")  # notices before it and after
+
+    def schedule() -> Schedule:
+        seed = PolicyEngine(load_policy(REPO / "rules" / "default.yaml"))
+        return Schedule(seed, [(switch_at, PolicyEngine(load_policy(REPO / "rules" / "examples" / "experiment.yaml")))])
+
+    expected = schedule()
+    simulation = Simulation(expected.seed, audit=[], schedule=expected)
+    simulation.run(events, timedelta(hours=1), until)
+    sources = list(messages(events, timedelta(hours=1), until))
+    tables, notices, audit = Tables(), [], []
+    for part in (sources[:len(sources) // 2], sources[len(sources) // 2:]):  # the second worker starts from tables
+        processor = Processor(expected.seed, TOPICS, PARTITIONS)
+        processor.schedule = schedule()
+        for source in part:
+            processor.process(source, tables.accounts, tables.platforms, tables.scan)
+            result = processor.finish_batch()
+            tables.apply(result)
+            notices += result.notices
+            audit += [o.value for o in result.outgoing if o.topic == TOPICS.audit]
+    assert sorted(n.model_dump_json() for n in notices) == sorted(n.model_dump_json() for n in simulation.notices)
+    assert sorted(audit) == sorted(record.to_json() for record in simulation.audit)
+    variants = {(n.ruleset_version, n.variant) for n in notices}
+    assert variants == {("2026.11-default", None), ("2026.11-default", "champion"),
+                        ("2026.12-challenger", "challenger")}
