@@ -9,8 +9,8 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from schemas.events import EVENT_TYPES, PaymentFailed
-from schemas.notices import HandoffTarget, NoticeKind
+from schemas.events import EVENT_TYPES, PaymentFailed, WriteOffReason
+from schemas.notices import HandoffTarget
 from schemas.types import Currency, TimeZoneName
 
 ARRANGEMENT_BROKEN = "arrangement.broken"
@@ -38,6 +38,11 @@ ACCOUNT_FACTS: dict[str, FactSpec] = {
     "first_time": FactSpec("flag"),
 }
 
+ARRANGEMENT_KINDS = ("extension", "promise_to_pay", "installments", "settlement")
+# What a rule can do: tell the customer (reminder, urgent_notice, offer), hand the account to a team, or write
+# the debt off.
+RuleAction = Literal["reminder", "urgent_notice", "handoff", "offer", "write_off"]
+
 # Facts of the triggering event, per `on:` type, for event rules.
 EVENT_FACTS: dict[str, dict[str, FactSpec]] = {
     "payment.failed": {
@@ -48,8 +53,9 @@ EVENT_FACTS: dict[str, dict[str, FactSpec]] = {
     "payment.received": {"amount": FactSpec("money"), "currency": FactSpec("text")},
     "invoice.issued": {"amount": FactSpec("money"), "currency": FactSpec("text")},
     "invoice.adjusted": {"amount": FactSpec("money")},
-    "arrangement.agreed": {"arrangement_kind": FactSpec("choice", ("extension", "promise_to_pay", "installments"))},
-    ARRANGEMENT_BROKEN: {"arrangement_kind": FactSpec("choice", ("extension", "promise_to_pay", "installments"))},
+    "arrangement.agreed": {"arrangement_kind": FactSpec("choice", ARRANGEMENT_KINDS)},
+    ARRANGEMENT_BROKEN: {"arrangement_kind": FactSpec("choice", ARRANGEMENT_KINDS)},
+    "debt.written_off": {"reason": FactSpec("choice", WriteOffReason.__args__)},
 }
 
 OPERATORS = ("gte", "lte", "gt", "lt", "eq", "between", "in")
@@ -141,22 +147,52 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Settle(_Strict):
+    """An offer's terms: a percent of what the covered invoices owe, or a fixed amount, payable within valid_days."""
+
+    percent: Decimal | None = Field(default=None, gt=0, lt=100, description="of the overdue balance, per currency")
+    amount: Decimal | None = Field(default=None, gt=0, description="fixed, in the rule's currency")
+    valid_days: int = Field(ge=1, le=366, description="local days after the day it is sent on which payments count")
+
+    @field_validator("percent", "amount", mode="before")
+    @classmethod
+    def _no_float(cls, value: Any) -> Any:
+        if isinstance(value, float):
+            raise ValueError(f"write it as a quoted decimal string (\"{value}\"), not a float")
+        return value
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "Settle":
+        if (self.percent is None) == (self.amount is None):
+            raise ValueError("give either percent or amount")
+        return self
+
+
 class Emit(_Strict):
-    kind: NoticeKind
+    kind: RuleAction
     channel: str | list[str] | None = Field(
         default=None, description="a channel, or a list (the first one the customer has not opted out of); "
         "'preferred' stands for the customer's own ordered channels"
     )
     template: str | None = None
     to: HandoffTarget | None = None
+    settle: Settle | None = Field(default=None, description="offers: percent or amount, and valid_days")
+    reason: WriteOffReason | None = Field(default=None, description="write-offs (default: uncollectible)")
 
     @model_validator(mode="after")
     def _fits_kind(self) -> "Emit":
-        if self.kind == "handoff":
-            if self.to is None:
+        if (self.settle is not None) != (self.kind == "offer"):
+            raise ValueError("an offer needs settle: {percent or amount, valid_days}" if self.kind == "offer"
+                             else f"settle: is for offers, not for a {self.kind}")
+        if self.reason is not None and self.kind != "write_off":
+            raise ValueError(f"reason: is for write-offs, not for a {self.kind}")
+        if self.kind in ("handoff", "write_off"):
+            if self.kind == "handoff" and self.to is None:
                 raise ValueError("a handoff needs to: collector, agency or legal")
-            if self.channel is not None:
-                raise ValueError("a handoff has no channel; it goes to a team, not the customer")
+            if self.kind == "write_off" and self.to is not None:
+                raise ValueError("to: is for handoffs, not for a write_off")
+            if self.channel is not None or (self.kind == "write_off" and self.template is not None):
+                raise ValueError(f"a {self.kind} has no channel; it does not go to the customer")
         else:
             if self.to is not None:
                 raise ValueError(f"to: is for handoffs, not for a {self.kind}")
@@ -201,6 +237,10 @@ class Rule(_Strict):
                 raise ValueError("every: for time rules only; an event rule fires on each matching event")
         elif "days_until_due" in self.when and "days_past_due" in self.when:
             raise ValueError("when: a rule looks either before the due date (days_until_due) or after it (days_past_due)")
+        if self.emit.kind in ("offer", "write_off") and "days_until_due" in self.when:
+            raise ValueError(f"emit: a {self.emit.kind} is about overdue debt; use days_past_due, not days_until_due")
+        if self.emit.kind == "write_off" and self.every is not None:
+            raise ValueError("every: a debt is written off once")
         conditions = []
         for fact, written in self.when.items():
             spec = allowed.get(fact)

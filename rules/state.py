@@ -40,7 +40,8 @@ class InvoiceState:
     paid: Decimal
     due_date: date
     issued_at: datetime
-    status: Literal["open", "paid", "cancelled"] = "open"
+    # written_off: given up (a later payment for it is a recovery); settled: closed by a settlement paid in full
+    status: Literal["open", "paid", "cancelled", "written_off", "settled"] = "open"
     disputed: bool = False
     extended_to: date | None = None
     extension_id: str | None = None
@@ -70,16 +71,21 @@ class InstallmentState:
 @dataclass(slots=True)
 class ArrangementState:
     arrangement_id: str
-    kind: Literal["extension", "promise_to_pay", "installments"]
+    kind: Literal["extension", "promise_to_pay", "installments", "settlement"]
     agreed_at: datetime
     currency: str
-    status: Literal["active", "kept", "broken", "cancelled", "superseded"] = "active"
+    # offered: a settlement a rule offered, not (yet) agreed; lapsed: an offer nobody took up by its date (not
+    # broken: the customer never agreed to it)
+    status: Literal["active", "offered", "kept", "broken", "cancelled", "superseded", "lapsed"] = "active"
     invoice_ids: list[str] = field(default_factory=list)
     new_due_date: date | None = None
-    promised_date: date | None = None
+    promised_date: date | None = None  # a promise's date; a settlement's last day on which payments count
     amount: Decimal | None = None
     schedule: list[InstallmentState] = field(default_factory=list)
     ended_at: datetime | None = None
+    settle: dict[str, Decimal] = field(default_factory=dict)  # a settlement's amount to pay, per currency
+    balance: dict[str, Decimal] = field(default_factory=dict)  # what its invoices owed when it was made
+    rule_id: str | None = None  # the rule whose offer it is (an offer, or the agreement that accepted one)
 
 
 @dataclass(slots=True)
@@ -123,6 +129,8 @@ class AccountState:
     episode: Episode | None = None
     episode_seq: int = 0
     settled_invoices: int = 0
+    # Written off and not yet recovered, per currency: payments beyond the open invoices recover it first.
+    written_off: dict[str, Decimal] = field(default_factory=dict)
     pending: list[Pending] = field(default_factory=list)
     sent_days: list[date] = field(default_factory=list)  # local dates of recent reminders and urgent notices
     # Repeating rule id -> local date it was last sent, across episodes; kept until its interval has passed.
@@ -151,8 +159,8 @@ class PlatformState:
     revision: int = 0
 
 
-# Version 1 of the stored layout; a change of fields gets a new version (see rules.codec).
-_account_codec: Codec[AccountState] = Codec(AccountState, 1)
+# Version 2 of the stored layout (2: settlements and write-offs); a change of fields gets a new version (see rules.codec).
+_account_codec: Codec[AccountState] = Codec(AccountState, 2)
 _platform_codec: Codec[PlatformState] = Codec(PlatformState, 1)
 
 

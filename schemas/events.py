@@ -14,6 +14,8 @@ from schemas.types import (MAX_IDS, Amount, Currency, Day, Id, PositiveAmount, T
 
 FailureReason = Literal["insufficient_funds", "invalid_payment_method", "system_error", "other"]
 RiskTier = Literal["low", "standard", "high"]
+# Why a debt was written off. A settlement's forgiven remainder is written off too, as "settlement".
+WriteOffReason = Literal["uncollectible", "bankruptcy", "deceased", "time_barred", "small_balance", "fraud", "other"]
 PLATFORM_ACCOUNT = "*"
 
 
@@ -109,8 +111,19 @@ class InstallmentsAgreed(_ArrangementAgreed):
         return schedule
 
 
+class SettlementAgreed(_ArrangementAgreed):
+    """Part of the debt accepted in full payment: paid in full by by_date, the covered invoices close and their
+    remainder is written off; missed, dunning resumes as after a broken promise."""
+
+    kind: Literal["settlement"]
+    amount: PositiveAmount = Field(description="to pay, in the arrangement's currency")
+    by_date: Day = Field(description="the last day (the customer's time zone) on which payments count")
+    invoice_ids: list[str] | None = Field(default=None, description="absent: every open invoice in the currency")
+    offer_id: str | None = Field(default=None, description="the settlement_id of the offer this accepts, if any")
+
+
 ArrangementAgreed = Annotated[
-    Union[ExtensionAgreed, PromiseToPayAgreed, InstallmentsAgreed], Field(discriminator="kind")
+    Union[ExtensionAgreed, PromiseToPayAgreed, InstallmentsAgreed, SettlementAgreed], Field(discriminator="kind")
 ]
 
 
@@ -127,6 +140,16 @@ class DisputeOpened(Envelope):
 class DisputeResolved(Envelope):
     type: Literal["dispute.resolved"]
     invoice_id: Id
+
+
+class DebtWrittenOff(Envelope):
+    """Debt given up for collection: no more notices about it, open handoffs recalled. A later payment for it is a
+    recovery and reopens nothing."""
+
+    type: Literal["debt.written_off"]
+    invoice_ids: list[str] | None = Field(default=None, min_length=1,
+                                          description="absent: every open invoice of the account")
+    reason: WriteOffReason
 
 
 class AccountUpdated(Envelope):
@@ -173,6 +196,7 @@ InputEvent = Annotated[
         ArrangementCancelled,
         DisputeOpened,
         DisputeResolved,
+        DebtWrittenOff,
         AccountUpdated,
         PlatformOutage,
         ClockTick,
@@ -190,6 +214,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "arrangement.cancelled",
     "dispute.opened",
     "dispute.resolved",
+    "debt.written_off",
     "account.updated",
     "platform.outage",
     "clock.tick",

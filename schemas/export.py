@@ -20,6 +20,7 @@ CONTRACTS: dict[str, object] = {
     "arrangement.cancelled": events.ArrangementCancelled,
     "dispute.opened": events.DisputeOpened,
     "dispute.resolved": events.DisputeResolved,
+    "debt.written_off": events.DebtWrittenOff,
     "account.updated": events.AccountUpdated,
     "platform.outage": events.PlatformOutage,
     "clock.tick": events.ClockTick,

@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from schemas.events import WriteOffReason
 from schemas.types import Amount, Currency, Day, Timestamp
 
-NoticeKind = Literal["reminder", "urgent_notice", "handoff"]
+# To the customer: reminder, urgent_notice, offer (of a settlement). To a team: handoff. To billing and finance,
+# decisions about the debt: settlement (paid as agreed, the rest written off), write_off, recovery.
+NoticeKind = Literal["reminder", "urgent_notice", "handoff", "offer", "settlement", "write_off", "recovery"]
 HandoffTarget = Literal["collector", "agency", "legal"]
 HandoffAction = Literal["open", "recall"]
-NOTICE_KINDS: tuple[str, ...] = ("reminder", "urgent_notice", "handoff")
+NOTICE_KINDS: tuple[str, ...] = get_args(NoticeKind)
+WrittenOffBecause = Literal[WriteOffReason, "settlement"]
 
 FactValue = str | int | bool | None
 
@@ -54,11 +58,25 @@ class Trigger(_Contract):
     deferred_by: list[Literal["contact_window", "limits"]] = Field(default_factory=list)
 
 
+class SettlementTerms(_Contract):
+    """A settlement: pay `amount` in each currency by `pay_by` and the covered invoices are closed."""
+
+    settlement_id: str = Field(description="an offer's: its notice_id; an agreed one's: its arrangement_id. An "
+                               "arrangement.agreed of kind settlement with this offer_id accepts the offer")
+    amount: dict[str, Amount] = Field(description="to pay per currency (an offer's percent is rounded up to the "
+                                      "currency's minor unit)")
+    balance: dict[str, Amount] = Field(description="what the covered invoices owed when it was made")
+    pay_by: Day = Field(description="the last day on which payments count, in the customer's time zone")
+    time_zone: str
+
+
 class Notice(_Contract):
     notice_id: str = Field(description="deterministic: the same inputs always give the same id")
     kind: NoticeKind
     account_id: str
-    rule_id: str
+    rule_id: str | None = Field(description="the rule that decided it (a settlement's: the rule that offered it); "
+                                "absent for what billing or a collector decided (debt.written_off, an agreed "
+                                "settlement, a recovery)")
     ruleset_version: str
     variant: str | None = Field(default=None, description="the experiment variant the account is in (absent: no "
                                 "experiment)")
@@ -75,6 +93,12 @@ class Notice(_Contract):
     trigger: Trigger = Field(description="the tick or event at which the rule fired")
     facts: dict[str, FactValue] = Field(description="the facts the rule saw when it fired")
     case_file: CaseFile | None = Field(default=None, description="handoffs: the episode's recent events and notices")
+    settlement: SettlementTerms | None = Field(default=None, description="offers and settlements: the terms")
+    paid: dict[str, Amount] | None = Field(default=None, description="settlements: paid under it per currency; "
+                                           "recoveries: recovered per currency")
+    written_off: dict[str, Amount] | None = Field(default=None, description="write-offs and settlements: the "
+                                                  "amount written off per currency (a settlement's discount)")
+    reason: WrittenOffBecause | None = Field(default=None, description="write-offs and settlements: why")
 
     def to_json(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()

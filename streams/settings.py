@@ -25,6 +25,8 @@ class TopicNames(BaseModel):
     reminders: str = "dunning.reminders"
     urgent_notices: str = "dunning.urgent-notices"
     handoffs: str = "dunning.handoffs"
+    offers: str = "dunning.offers"
+    decisions: str = "dunning.decisions"
     dead_letter: str = "dunning.dead-letter"
     audit: str = "dunning.audit"
     rulesets: str = "dunning.rulesets"  # compacted, one partition: published policies (streams/rulesets.py)
@@ -35,7 +37,8 @@ class TopicNames(BaseModel):
 
     @property
     def outputs(self) -> tuple[str, ...]:
-        return (self.reminders, self.urgent_notices, self.handoffs, self.dead_letter, self.audit)
+        return (self.reminders, self.urgent_notices, self.handoffs, self.offers, self.decisions, self.dead_letter,
+                self.audit)
 
     def for_event_type(self, event_type: str) -> str:
         """Where a billing system publishes each event type (platform-wide ones go to the clock topic)."""
@@ -45,13 +48,16 @@ class TopicNames(BaseModel):
             "payment": self.payments,
             "arrangement": self.arrangements,
             "dispute": self.arrangements,
+            "debt": self.arrangements,
             "account": self.profiles,
             "platform": self.clock,
             "clock": self.clock,
         }[family]
 
     def for_notice_kind(self, kind: str) -> str:
-        return {"reminder": self.reminders, "urgent_notice": self.urgent_notices, "handoff": self.handoffs}[kind]
+        return {"reminder": self.reminders, "urgent_notice": self.urgent_notices, "handoff": self.handoffs,
+                "offer": self.offers, "settlement": self.decisions, "write_off": self.decisions,
+                "recovery": self.decisions}[kind]
 
 
 class Settings(BaseSettings):

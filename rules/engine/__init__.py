@@ -6,37 +6,42 @@ rules. The offline simulator and the live worker both call `Engine.step`, so the
 the notices it released, the audit lines it wrote, and when a tick should next look at the account.
 
 The modules, by concern: `moment` (zones, outages, due dates, facts), `ledger` (balances and the event
-appliers), `arrangements`, `episodes` (which rules fire and what they decide), `delivery` (waiting notices),
-`notices` (what goes out), `wakeup` (when to look again), `portfolio`, `rulebook` (compiled rules) and
+appliers), `arrangements`, `settlement` (offers and settlements), `writeoff` (write-offs and recoveries),
+`episodes` (which rules fire and what they decide), `delivery` (waiting notices), `notices` (what goes out), `wakeup` (when to look again), `portfolio`, `rulebook` (compiled rules) and
 `outcome` (what a step produced, and its audit lines). Engine composes them.
 """
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from rules.engine.arrangements import Arrangements, cancelled
 from rules.engine.delivery import WEEK_DAYS, Delivery
 from rules.engine.episodes import Episodes
 from rules.engine.ledger import APPLIERS, Applier, When
-from rules.engine.moment import Calendar, Overdue, effective_due, paused
+from rules.engine.moment import Calendar, Moment, Overdue, effective_due, paused
 from rules.engine.notices import NoticeIssuer, notice_id
 from rules.engine.outcome import Outcome, record
 from rules.engine.portfolio import AGING_BUCKETS, Position, aging_bucket, positions
 from rules.engine.retention import remember, retire, settle_books
 from rules.engine.rulebook import Rulebook
+from rules.engine.settlement import Settlements
 from rules.engine.wakeup import Wakeups
+from rules.engine.writeoff import WriteOffs, debt_written_off
 from rules.model import Ruleset
 from rules.state import CASE_FILE_LIMIT, AccountState, InvoiceState, Outage, PlatformState
 from schemas.events import (
     ArrangementCancelled,
     ClockTick,
+    DebtWrittenOff,
     ExtensionAgreed,
     InputEvent,
     InstallmentsAgreed,
     PaymentReceived,
     PlatformOutage,
     PromiseToPayAgreed,
+    SettlementAgreed,
 )
 
 __all__ = [
@@ -55,13 +60,16 @@ class Engine:
         self.rulebook = Rulebook(ruleset)
         issuer = NoticeIssuer(ruleset.version, variant)
         self.arrangements = Arrangements(self.calendar, currency)
-        self.episodes = Episodes(self.rulebook, issuer)
+        self.settlements = Settlements(self.calendar, issuer)
+        self.writeoffs = WriteOffs(issuer)
+        self.episodes = Episodes(self.rulebook, issuer, self.writeoffs)
         self.delivery = Delivery(self.rulebook, ruleset.contact_window, ruleset.limits, issuer)
         self.wakeups = Wakeups(self.calendar, self.rulebook.lookahead, ruleset.contact_window)
         # Each account event type's effect on the state; returns the audit detail ("ignored" when moot).
         agreed = self.arrangements.agreed
         self._appliers = {**APPLIERS, ExtensionAgreed: agreed, PromiseToPayAgreed: agreed,
-                          InstallmentsAgreed: agreed, ArrangementCancelled: cancelled}
+                          InstallmentsAgreed: agreed, SettlementAgreed: agreed, ArrangementCancelled: cancelled,
+                          DebtWrittenOff: debt_written_off}
 
     # ----------------------------------------------------------------- entry points
 
@@ -124,13 +132,22 @@ class Engine:
         outages = self.calendar.outages(platform, self.calendar.zone_of(state))
         line.detail = detail = apply(state, event, When(now, outages))
         moot = "ignored" in detail
+        settled = []
         if type(event) is PaymentReceived and state.arrangements and not moot:  # it may keep what a tick broke
             self.arrangements.rejudge(out, platform, event, now)
-        elif type(event) is PromiseToPayAgreed and not moot:
-            self.arrangements.supersede(out, now)
+            settled = self.settlements.paid_in_full(state, platform, now)
+        elif type(event) in (PromiseToPayAgreed, SettlementAgreed) and not moot:
+            self.arrangements.supersede(out, now, event.kind)
         moment = self.calendar.moment(state, platform, now)
+        for settlement in settled:
+            self.settlements.announce(out, moment, event_id, settlement)
+        if type(event) is DebtWrittenOff and not moot:
+            self.writeoffs.by_event(out, moment, event, detail)
+        elif "recovered" in detail:
+            self.writeoffs.recovered(out, moment, event, Decimal(detail["recovered"]))
         if event.type in self.rulebook.event and not moot:
             self.episodes.fire_event_rules(out, moment, event)
+            moment = _after_write_offs(out, moment)
         self.episodes.update(out, moment, event_id)
         if state.pending:
             self.delivery.release(out, moment, event_id)
@@ -150,6 +167,15 @@ class Engine:
         if not paused(state):
             if state.episode is not None:
                 self.episodes.fire_episode_rules(out, moment, cause)
+                after = _after_write_offs(out, moment)
+                if after is not moment:  # a rule wrote the debt off: the episode may be over
+                    moment = after
+                    self.episodes.update(out, moment, cause)
             if self.rulebook.invoice:
                 self.episodes.fire_invoice_rules(out, moment, cause)
         self.delivery.release(out, moment, cause)
+
+
+def _after_write_offs(out: Outcome, moment: Moment) -> Moment:
+    """The moment again when a rule wrote debt off in it: what is overdue changed."""
+    return moment.again() if any(notice.kind == "write_off" for notice in out.notices) else moment

@@ -1,5 +1,5 @@
-"""Arrangements: extensions, promises to pay and installment plans; agreed, cancelled, judged at ticks, and
-judged again when a payment made before a break arrives after it."""
+"""Arrangements: extensions, promises to pay, installment plans and settlements (rules/engine/settlement.py);
+agreed, cancelled, judged at ticks, and judged again when a payment made before a break arrives after it."""
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -11,7 +11,17 @@ from rules.engine.ledger import When
 from rules.engine.moment import Calendar, OutageDays, shifted
 from rules.engine.outcome import Outcome, record
 from rules.state import ZERO, AccountState, ArrangementState, InstallmentState, InvoiceState, PlatformState
-from schemas.events import ArrangementCancelled, ExtensionAgreed, InstallmentsAgreed, PaymentReceived, PromiseToPayAgreed
+from schemas.events import (
+    ArrangementCancelled,
+    ExtensionAgreed,
+    InstallmentsAgreed,
+    PaymentReceived,
+    PromiseToPayAgreed,
+    SettlementAgreed,
+)
+
+# Of these kinds one stands at a time: a new one supersedes the one standing.
+_ONE_AT_A_TIME = ("promise_to_pay", "settlement")
 
 
 class Arrangements:
@@ -19,7 +29,8 @@ class Arrangements:
         self.calendar = calendar
         self.currency = currency  # an arrangement's unless it names its own
 
-    def agreed(self, state: AccountState, event: ExtensionAgreed | PromiseToPayAgreed | InstallmentsAgreed,
+    def agreed(self, state: AccountState,
+               event: ExtensionAgreed | PromiseToPayAgreed | InstallmentsAgreed | SettlementAgreed,
                when: When) -> dict[str, str]:
         detail = {"arrangement_id": event.arrangement_id, "kind": event.kind}
         if event.arrangement_id in state.arrangements:
@@ -37,6 +48,19 @@ class Arrangements:
         elif isinstance(event, PromiseToPayAgreed):
             arrangement.promised_date = event.promised_date
             arrangement.amount = event.amount
+        elif isinstance(event, SettlementAgreed):
+            covered = [inv for inv in _covered(state, event.invoice_ids) if inv.currency == arrangement.currency]
+            if not covered:
+                detail["ignored"] = f"no open invoice in {arrangement.currency} to settle"
+                return detail
+            arrangement.promised_date, arrangement.amount = event.by_date, event.amount
+            arrangement.settle = {arrangement.currency: event.amount}
+            arrangement.balance = {arrangement.currency: sum((inv.balance for inv in covered), ZERO)}
+            arrangement.invoice_ids = [inv.invoice_id for inv in covered]
+            offer = state.arrangements.get(event.offer_id) if event.offer_id else None
+            if offer is not None and offer.kind == "settlement":
+                arrangement.rule_id = offer.rule_id  # the offer was taken up: it counts for the rule that made it
+                detail["offer_id"] = offer.arrangement_id
         else:
             arrangement.schedule = [InstallmentState(item.due_date, item.amount) for item in event.schedule]
             for invoice in _covered(state, event.invoice_ids):
@@ -45,17 +69,19 @@ class Arrangements:
         state.arrangements[event.arrangement_id] = arrangement
         return detail
 
-    def supersede(self, out: Outcome, now: datetime) -> None:
-        """Of the promises to pay standing at once, the latest agreed stands: the others end superseded, without
-        notice and without counting as broken (a collector renegotiated; the old one cannot be kept any more)."""
+    def supersede(self, out: Outcome, now: datetime, kind: str) -> None:
+        """Of the promises to pay (or settlements, offered or agreed) standing at once, the latest stands: the
+        others end superseded, without notice and without counting as broken (a collector renegotiated, or an
+        offer was accepted on other terms; the old one cannot be kept any more)."""
         state = out.state
-        promises = [a for a in state.arrangements.values() if a.kind == "promise_to_pay" and a.status == "active"]
+        promises = [a for a in state.arrangements.values()
+                    if a.kind == kind and a.status in ("active", "offered")]
         if len(promises) < 2:
             return
         newest = max(reversed(promises), key=lambda a: a.agreed_at)  # reversed: of equal times, the later applied
         for promise in promises:
             if promise is not newest:
-                _end(state, promise, "superseded", newest.agreed_at)
+                end_arrangement(state, promise, "superseded", newest.agreed_at)
                 record(out, now, "decision.arrangement_superseded", promise.arrangement_id,
                        {"kind": promise.kind, "superseded_by": newest.arrangement_id})
 
@@ -67,14 +93,19 @@ class Arrangements:
         outages = self.calendar.outages(platform, zone)
         today = now.astimezone(zone).date()
         for arrangement in list(state.arrangements.values()):
-            if arrangement.status != "active":
+            if arrangement.status not in ("active", "offered"):
                 continue
             verdict = None
-            if arrangement.kind == "promise_to_pay":
+            if arrangement.kind == "settlement":
+                # Paid in full it was settled when the payment came (Settlements.paid_in_full); not by its day:
+                # an offer lapses, an agreement breaks.
+                if today > shifted(arrangement.promised_date, outages):
+                    verdict = "lapsed" if arrangement.status == "offered" else "broken"
+            elif arrangement.kind == "promise_to_pay":
                 deadline = shifted(arrangement.promised_date, outages)
                 if today > deadline:
                     owes = any(inv.status == "open" and inv.balance > ZERO for inv in state.invoices.values())
-                    paid = _paid_since(state, arrangement, deadline, zone)
+                    paid = paid_since(state, arrangement, deadline, zone)
                     verdict = "kept" if paid >= arrangement.amount or not owes else "broken"
             elif arrangement.kind == "extension":
                 deadline = shifted(arrangement.new_due_date, outages)
@@ -85,7 +116,7 @@ class Arrangements:
             else:
                 verdict = _judge_plan(state, arrangement, today, zone, outages)
             if verdict is not None:
-                _end(state, arrangement, verdict, now)
+                end_arrangement(state, arrangement, verdict, now)
                 record(out, now, f"decision.arrangement_{verdict}", arrangement.arrangement_id,
                        {"kind": arrangement.kind})
                 if verdict == "broken":
@@ -97,15 +128,22 @@ class Arrangements:
         plan it keeps up to date stands again, unless something else was agreed since."""
         state = out.state
         for arrangement in state.arrangements.values():
-            if not (arrangement.status == "broken"
+            if not (arrangement.status in ("broken", "lapsed")
                     and arrangement.ended_at >= payment.occurred_at >= arrangement.agreed_at):
                 continue
             zone = self.calendar.zone_of(state)
             outages = self.calendar.outages(platform, zone)
             reason = {"kind": arrangement.kind, "reason": f"late-arriving payment {payment.payment_id}"}
-            if arrangement.kind == "promise_to_pay":
+            if arrangement.kind == "settlement":
+                # Paid in full by its day after all: it stands again, and Settlements.paid_in_full settles it.
                 deadline = shifted(arrangement.promised_date, outages)
-                if _paid_since(state, arrangement, deadline, zone) >= arrangement.amount:
+                if not _agreed_since(state, arrangement) and paid_in_full(state, arrangement, deadline, zone):
+                    was = "offered" if arrangement.status == "lapsed" else "active"
+                    arrangement.status, arrangement.ended_at = was, None
+                    record(out, now, "decision.arrangement_restored", arrangement.arrangement_id, reason)
+            elif arrangement.kind == "promise_to_pay":
+                deadline = shifted(arrangement.promised_date, outages)
+                if paid_since(state, arrangement, deadline, zone) >= arrangement.amount:
                     arrangement.status = "kept"
                     record(out, now, "decision.arrangement_kept", arrangement.arrangement_id, reason)
             elif arrangement.kind == "installments" and not _agreed_since(state, arrangement):
@@ -124,11 +162,12 @@ def cancelled(state: AccountState, event: ArrangementCancelled, when: When) -> d
     if arrangement is None or arrangement.status != "active":
         detail["ignored"] = "no such active arrangement"
     else:
-        _end(state, arrangement, "cancelled", event.occurred_at)
+        end_arrangement(state, arrangement, "cancelled", event.occurred_at)
     return detail
 
 
-def _end(state: AccountState, arrangement: ArrangementState, status: str, at: datetime) -> None:
+def end_arrangement(state: AccountState, arrangement: ArrangementState, status: str, at: datetime) -> None:
+    """Ends it with this status; invoices it extended (when cancelled) or carried on a plan are dunned as before."""
     arrangement.status = status  # type: ignore[assignment]
     arrangement.ended_at = at
     if status == "cancelled":
@@ -146,14 +185,22 @@ def _covered(state: AccountState, invoice_ids: list[str] | None) -> list[Invoice
     return [state.invoices[i] for i in invoice_ids if i in state.invoices and state.invoices[i].status == "open"]
 
 
-def _paid_since(state: AccountState, arrangement: ArrangementState, last_day: date, zone: ZoneInfo) -> Decimal:
-    """Payments in the arrangement's currency from its agreement to the end of last_day (local)."""
+def paid_since(state: AccountState, arrangement: ArrangementState, last_day: date, zone: ZoneInfo,
+               currency: str | None = None) -> Decimal:
+    """Payments in the currency (default: the arrangement's) from its agreement to the end of last_day (local)."""
+    currency = currency or arrangement.currency
     total = ZERO
     for payment in state.payments.values():
-        if (payment.currency == arrangement.currency and payment.occurred_at >= arrangement.agreed_at
+        if (payment.currency == currency and payment.occurred_at >= arrangement.agreed_at
                 and payment.occurred_at.astimezone(zone).date() <= last_day):
             total += payment.amount
     return total
+
+
+def paid_in_full(state: AccountState, settlement: ArrangementState, last_day: date, zone: ZoneInfo) -> bool:
+    """Whether the payments by the end of last_day reach a settlement's amount in each of its currencies."""
+    return all(paid_since(state, settlement, last_day, zone, currency) >= amount
+               for currency, amount in settlement.settle.items())
 
 
 def _agreed_since(state: AccountState, ended: ArrangementState) -> bool:
@@ -164,7 +211,7 @@ def _missed_installment(state: AccountState, plan: ArrangementState, today: date
                         outages: OutageDays | None) -> tuple[date | None, Decimal, Decimal]:
     """The due date of the first installment still short by `today` (None: none), what was paid by then,
     and what the whole schedule comes to."""
-    paid = _paid_since(state, plan, today, zone)
+    paid = paid_since(state, plan, today, zone)
     owed_so_far = ZERO
     missed = None
     for installment in plan.schedule:

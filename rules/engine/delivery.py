@@ -1,4 +1,4 @@
-"""Delivery of waiting reminders and urgent notices: withdrawn when their reason is gone, held for the contact
+"""Delivery of waiting reminders, urgent notices and offers: withdrawn when their reason is gone, held for the contact
 window and the limits, sent on the first channel the customer has not opted out of."""
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from rules.engine.moment import Moment, dunnable, effective_due, paused
 from rules.engine.notices import NoticeIssuer, concerned, notice_id
 from rules.engine.outcome import Outcome, record
 from rules.engine.rulebook import Rulebook
+from rules.engine.settlement import covered, offer, terms
 from rules.model import ContactWindow, Limits
 from rules.state import AccountState, Pending
 from schemas.notices import Trigger
 
 WEEK_DAYS = 7
-# Urgent notices go before reminders when limits leave too little room.
-_KIND_PRIORITY = {"urgent_notice": 0, "reminder": 1}
+# Urgent notices go before reminders and offers when limits leave too little room.
+_KIND_PRIORITY = {"urgent_notice": 0, "reminder": 1, "offer": 1}
 
 
 class Delivery:
@@ -97,6 +98,19 @@ class Delivery:
         state = out.state
         compiled = self.rulebook.by_id[pending.rule_id]
         rule = compiled.rule
+        invoices, extra = concerned(state, moment, pending.invoice_id), None
+        if pending.kind == "offer":
+            # An offer is made as it goes: its terms are what is overdue now, its days counted from today.
+            offer_id = notice_id(state.account_id, pending.key)
+            settlement = offer(state, moment, rule, offer_id, rule.currency or moment.currency)
+            if settlement is None:
+                record(out, moment.now, "decision.suppressed", rule.id, {
+                    "reason": "nothing to offer: nothing overdue, a fixed amount not below it, or a settlement "
+                              "already standing", "notice_id": offer_id})
+                return
+            state.arrangements[offer_id] = settlement
+            invoices = covered(state, settlement, moment)
+            extra = {"settlement": terms(settlement, moment.local.tzinfo.key)}
         sent_on = moment.today
         state.sent_days.append(sent_on)
         if compiled.every_days is not None:
@@ -105,8 +119,7 @@ class Delivery:
             out, moment, cause, kind=pending.kind, rule_id=rule.id, key=pending.key,
             episode_id=pending.episode_id,
             trigger=Trigger(event_id=pending.trigger_event, at=pending.trigger_at, deferred_by=pending.deferred_by),
-            facts=pending.facts, channel=channel, template=rule.emit.template,
-            invoices=concerned(state, moment, pending.invoice_id),
+            facts=pending.facts, channel=channel, template=rule.emit.template, invoices=invoices, extra=extra,
         )
 
 

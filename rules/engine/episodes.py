@@ -11,6 +11,7 @@ from rules.engine.moment import Moment, dunnable, effective_due
 from rules.engine.notices import NoticeIssuer, concerned
 from rules.engine.outcome import Outcome, record
 from rules.engine.rulebook import Compiled, Rulebook
+from rules.engine.writeoff import WriteOffs
 from rules.model import ARRANGEMENT_BROKEN
 from rules.state import AccountState, ArrangementState, Episode, Pending
 from schemas.events import ExtensionAgreed, InputEvent, InstallmentsAgreed, PaymentFailed, PromiseToPayAgreed
@@ -20,9 +21,10 @@ Due = list[tuple[Compiled, dict[str, Any]]]  # rules whose conditions hold, with
 
 
 class Episodes:
-    def __init__(self, rulebook: Rulebook, issuer: NoticeIssuer):
+    def __init__(self, rulebook: Rulebook, issuer: NoticeIssuer, writeoffs: WriteOffs):
         self.rulebook = rulebook
         self.issuer = issuer
+        self.writeoffs = writeoffs
 
     def update(self, out: Outcome, moment: Moment, cause: str) -> None:
         """Starts the episode at day 1, or ends it (recalling its open handoffs) when nothing is overdue."""
@@ -139,10 +141,14 @@ class Episodes:
         scope: str, key: str, episode_id: str | None = None, invoice_id: str | None = None,
         arrangement_id: str | None = None,
     ) -> None:
-        """A handoff goes at once; a reminder or urgent notice waits in `pending` for delivery."""
+        """A handoff or a write-off is done at once; a reminder, urgent notice or offer waits in `pending` for
+        delivery."""
         state, index, rule = out.state, compiled.index, compiled.rule
         shown = {name: (money(value) if isinstance(value, Decimal) else value) for name, value in facts.items()}
         now = moment.now
+        if rule.emit.kind == "write_off":
+            self.writeoffs.by_rule(out, moment, cause, rule.id, rule.emit.reason or "uncollectible", key, shown)
+            return
         if rule.emit.kind == "handoff":
             self.issuer.issue(
                 out, moment, cause, kind="handoff", rule_id=rule.id, key=key, episode_id=episode_id,

@@ -38,6 +38,15 @@ def money(value: Decimal) -> str:
     return format(value, "f")
 
 
+def per_currency(amounts: dict[str, Decimal]) -> str:
+    """Amounts for an audit line: "12.50 CNY, 3.00 USD"."""
+    return ", ".join(f"{money(amount)} {currency}" for currency, amount in sorted(amounts.items()))
+
+
+# Closed for good by a settlement or a write-off: a later adjustment or cancellation changes nothing.
+_DECIDED = ("written_off", "settled")
+
+
 def invoice_issued(state: AccountState, event: InvoiceIssued, when: When) -> dict[str, str]:
     detail = {"invoice_id": event.invoice_id, "amount": money(event.amount), "currency": event.currency,
               "due_date": event.due_date.isoformat()}
@@ -59,6 +68,9 @@ def invoice_adjusted(state: AccountState, event: InvoiceAdjusted, when: When) ->
     if invoice is None or invoice.status == "cancelled":
         detail["ignored"] = "unknown or cancelled invoice"
         return detail
+    if invoice.status in _DECIDED:
+        detail["ignored"] = f"invoice {invoice.status.replace('_', ' ')}"
+        return detail
     invoice.amount = event.amount
     if invoice.paid > invoice.amount:
         excess = invoice.paid - invoice.amount
@@ -76,6 +88,9 @@ def invoice_cancelled(state: AccountState, event: InvoiceCancelled, when: When) 
     if invoice is None or invoice.status == "cancelled":
         detail["ignored"] = "unknown or already cancelled invoice"
         return detail
+    if invoice.status in _DECIDED:
+        detail["ignored"] = f"invoice {invoice.status.replace('_', ' ')}"
+        return detail
     invoice.status = "cancelled"
     refund, invoice.paid = invoice.paid, ZERO
     if refund:
@@ -91,7 +106,9 @@ def payment_received(state: AccountState, event: PaymentReceived, when: When) ->
         detail["ignored"] = "payment already recorded"
         return detail
     state.payments[event.payment_id] = PaymentRecord(event.currency, event.amount, event.occurred_at)
-    _allocate(state, event.currency, event.amount, event.invoice_id, when.outages)
+    recovered = _allocate(state, event.currency, event.amount, event.invoice_id, when.outages, recover=True)
+    if recovered:
+        detail["recovered"] = money(recovered)
     return detail
 
 
@@ -144,10 +161,16 @@ def _close_if_settled(invoice: InvoiceState) -> bool:
 
 
 def _allocate(state: AccountState, currency: str, amount: Decimal, invoice_id: str | None,
-              outages: OutageDays | None) -> None:
+              outages: OutageDays | None, recover: bool = False) -> Decimal:
     """Pays the named invoice first, then the oldest effective due date (a broken plan's, an extension's, moved by
-    outages: the most overdue first); what is left becomes credit for later invoices."""
+    outages: the most overdue first); what is left becomes credit for later invoices. A payment (`recover`) first
+    recovers written-off debt when it names a written-off invoice, and before becoming credit otherwise. Returns
+    what it recovered."""
     named = state.invoices.get(invoice_id) if invoice_id else None
+    recovered = ZERO
+    if recover and named is not None and named.status == "written_off" and named.currency == currency:
+        recovered = _recover(state, currency, amount)
+        amount -= recovered
     if named is not None and named.status == "open" and named.currency == currency:
         amount = _pay(state, named, amount)
     if amount > ZERO:  # most payments settle the invoice they name: the others are looked at only if not
@@ -158,8 +181,24 @@ def _allocate(state: AccountState, currency: str, amount: Decimal, invoice_id: s
             if amount <= ZERO:
                 break
             amount = _pay(state, invoice, amount)
+    if recover and amount > ZERO and currency in state.written_off:
+        more = _recover(state, currency, amount)
+        recovered += more
+        amount -= more
     if amount > ZERO:
         state.credit[currency] = state.credit.get(currency, ZERO) + amount
+    return recovered
+
+
+def _recover(state: AccountState, currency: str, amount: Decimal) -> Decimal:
+    """Takes up to `amount` off the account's written-off debt in the currency; returns what it took."""
+    outstanding = state.written_off.get(currency, ZERO)
+    share = min(amount, outstanding)
+    if share >= outstanding:
+        state.written_off.pop(currency, None)
+    else:
+        state.written_off[currency] = outstanding - share
+    return share
 
 
 def _pay(state: AccountState, invoice: InvoiceState, amount: Decimal) -> Decimal:

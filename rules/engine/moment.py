@@ -53,8 +53,9 @@ def dunnable(invoice: InvoiceState) -> bool:
 
 
 def paused(state: AccountState) -> bool:
-    """A promise to pay pauses time rules while it stands."""
-    return any(a.kind == "promise_to_pay" and a.status == "active" for a in state.arrangements.values())
+    """A promise to pay or a settlement (offered or agreed) pauses time rules while it stands."""
+    return any(a.status == "offered" or (a.status == "active" and a.kind in ("promise_to_pay", "settlement"))
+               for a in state.arrangements.values())
 
 
 class Calendar:
@@ -107,6 +108,10 @@ class Moment:
         self.overdue = _overdue(state, self.today, outages)
         self.currency = currency
         self.base: dict[str, Any] | None = None  # the facts in the ruleset's currency, once asked for
+
+    def again(self) -> Moment:
+        """The same instant after a decision changed the balances (a write-off)."""
+        return Moment(self.state, self.now, self.local, self.outages, self.currency)
 
     def facts(self, currency: str | None) -> dict[str, Any]:
         """What a rule sees, in its own currency (None: the ruleset's)."""

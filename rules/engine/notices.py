@@ -24,11 +24,13 @@ class NoticeIssuer:
         self.variant = variant
 
     def issue(
-        self, out: Outcome, moment: Moment, cause: str, *, kind: str, rule_id: str, key: str,
+        self, out: Outcome, moment: Moment, cause: str, *, kind: str, rule_id: str | None, key: str,
         episode_id: str | None, trigger: Trigger, facts: dict[str, Any], invoices: list[InvoiceConcerned],
         channel: str | None = None, template: str | None = None, to: str | None = None, action: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
-        """Adds the notice to the step's outcome, and its audit line: the rule, what it saw, what it waited for."""
+        """Adds the notice to the step's outcome, and its audit line: the rule, what it saw, what it waited for.
+        `extra`: the fields of an offer or a decision (settlement terms, amounts, reason)."""
         state, now, overdue_list = out.state, moment.now, moment.overdue
         overdue: dict[str, Decimal] = {}
         for invoice, _, _ in overdue_list:
@@ -39,9 +41,9 @@ class NoticeIssuer:
             variant=self.variant, channel=channel, template=template, to=to, action=action,
             days_past_due=max((days for _, _, days in overdue_list), default=0), overdue=overdue,
             invoices=invoices, episode_id=episode_id, issued_at=now, caused_by=cause, trigger=trigger,
-            facts=facts, case_file=_case_file(state) if kind == "handoff" else None,
+            facts=facts, case_file=_case_file(state) if kind == "handoff" else None, **(extra or {}),
         ))
-        detail = {"rule_id": rule_id}
+        detail = {"rule_id": rule_id} if rule_id else {}
         if channel:
             detail.update(channel=channel, template=template or "")
         if to:

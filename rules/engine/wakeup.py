@@ -46,7 +46,7 @@ class Wakeups:
 
         In an episode, with notices waiting or an arrangement running, that is every day. Otherwise only two
         days per open invoice matter: when invoice rules can first see it, and the day after it falls due."""
-        running = any(arrangement.status == "active" for arrangement in state.arrangements.values())
+        running = any(arrangement.status in ("active", "offered") for arrangement in state.arrangements.values())
         if state.episode is not None or state.pending or running:
             return tomorrow
         if not any(invoice.status == "open" for invoice in state.invoices.values()):

@@ -242,7 +242,32 @@ RULE_MISTAKES = [
         - id: bad
           when: {days_past_due: 2}
           emit: {kind: letter, channel: post, template: overdue}
-    """, 9, "emit.kind", "'reminder', 'urgent_notice' or 'handoff'", id="unknown kind"),
+    """, 9, "emit.kind", "'reminder', 'urgent_notice', 'handoff', 'offer' or 'write_off'", id="unknown kind"),
+    pytest.param("""\
+        - id: bad
+          when: {days_past_due: 60}
+          emit: {kind: offer, channel: letter, template: settle, settle: {percent: 70, amount: "100.00", valid_days: 14}}
+    """, 9, "emit.settle", "give either percent or amount", id="offer with percent and amount"),
+    pytest.param("""\
+        - id: bad
+          when: {days_past_due: 60}
+          emit: {kind: offer, channel: letter, template: settle}
+    """, 9, "emit", "an offer needs settle", id="offer without terms"),
+    pytest.param("""\
+        - id: bad
+          when: {days_past_due: 60}
+          emit: {kind: offer, channel: letter, template: settle, settle: {percent: 70.5, valid_days: 14}}
+    """, 9, "emit.settle.percent", "quoted decimal string", id="offer percent as a float"),
+    pytest.param("""\
+        - id: bad
+          when: {days_past_due: 180}
+          emit: {kind: write_off, channel: letter}
+    """, 9, "emit", "has no channel", id="write-off with a channel"),
+    pytest.param("""\
+        - id: bad
+          when: {days_until_due: 3}
+          emit: {kind: write_off, reason: small_balance}
+    """, 9, "emit", "use days_past_due", id="write-off before the due date"),
     pytest.param("""\
         - id: bad
           on: payment.bounced

@@ -96,7 +96,7 @@ def test_a_long_episodes_case_file_keeps_what_went_out_and_is_stored_compressed(
     assert state.case_notices and all(set(line.detail) <= {"rule_id", "channel", "template", "to", "action"}
                                       for line in state.case_notices)
     raw = dump_account(state)
-    assert raw[0] == 1 | 0x80 and load_account(raw) == state  # lz4 behind the same layout version
+    assert raw[0] == 2 | 0x80 and load_account(raw) == state  # lz4 behind the same layout version
     assert len(raw) < 4096
 
 
@@ -105,10 +105,10 @@ def test_the_codec_keeps_every_field_and_refuses_another_layout(harness: Harness
     harness.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-10")
     harness.run_until("2026-10-10 00:00", "2026-10-12 09:30")
     raw = dump_account(harness.state)
-    assert raw[0] & 0x7F == 1 and load_account(raw) == harness.state
+    assert raw[0] & 0x7F == 2 and load_account(raw) == harness.state
     try:
-        load_account(bytes([2]) + raw[1:])
+        load_account(bytes([1]) + raw[1:])
     except ValueError as exc:
-        assert "version 2" in str(exc)
+        assert "version 1" in str(exc)
     else:
         raise AssertionError("a value of another layout version was read")

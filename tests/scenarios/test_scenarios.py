@@ -20,8 +20,14 @@ SCENARIOS = sorted(path.parent for path in HERE.glob("*/scenario.yaml"))
 
 
 def describe(notice: Notice) -> str:
-    target = notice.channel if notice.kind != "handoff" else f"{notice.to}/{notice.action}"
-    return f"{notice.issued_at.isoformat()} {notice.account_id} {notice.kind} {notice.rule_id} {target}"
+    if notice.kind == "handoff":
+        target = f"{notice.to}/{notice.action}"
+    elif notice.channel:
+        target = notice.channel
+    else:  # a decision to billing: what was paid (or recovered) and written off
+        target = " ".join(f"{name}={amount}{currency}" for name in ("paid", "written_off")
+                          for currency, amount in sorted((getattr(notice, name) or {}).items()))
+    return f"{notice.issued_at.isoformat()} {notice.account_id} {notice.kind} {notice.rule_id or '-'} {target}"
 
 
 def expected_lines(folder: Path) -> list[str]:

@@ -37,7 +37,11 @@ VALID: dict[str, dict[str, Any]] = {
     "arrangement.agreed/installments": event(
         "arrangement.agreed", arrangement_id="R3", kind="installments", invoice_ids=["I1"],
         schedule=[{"due_date": "2027-01-10", "amount": "60.25"}, {"due_date": "2027-02-10", "amount": "60.25"}]),
+    "arrangement.agreed/settlement": event("arrangement.agreed", arrangement_id="R4", kind="settlement",
+                                           amount="84.35", by_date="2027-01-20", currency="CNY", invoice_ids=["I1"],
+                                           offer_id="n-0f3c"),
     "arrangement.cancelled": event("arrangement.cancelled", arrangement_id="R1"),
+    "debt.written_off": event("debt.written_off", invoice_ids=["I1"], reason="bankruptcy"),
     "dispute.opened": event("dispute.opened", invoice_id="I1"),
     "dispute.resolved": event("dispute.resolved", invoice_id="I1"),
     "account.updated": event("account.updated", risk_tier="high", timezone="America/New_York",
@@ -54,6 +58,8 @@ OPTIONAL: dict[str, set[str]] = {
     "arrangement.agreed/extension": {"invoice_ids", "currency"},
     "arrangement.agreed/promise_to_pay": {"currency"},
     "arrangement.agreed/installments": {"invoice_ids", "currency"},
+    "arrangement.agreed/settlement": {"invoice_ids", "currency", "offer_id"},
+    "debt.written_off": {"invoice_ids"},
     "account.updated": {"risk_tier", "timezone", "channels", "opted_out_channels"},
     "platform.outage": {"account_id"},
 }
@@ -258,6 +264,7 @@ def test_payment_without_invoice_id_is_unallocated():
     ("extension", events.ExtensionAgreed),
     ("promise_to_pay", events.PromiseToPayAgreed),
     ("installments", events.InstallmentsAgreed),
+    ("settlement", events.SettlementAgreed),
 ])
 def test_arrangement_kind_selects_the_shape(kind, model):
     assert isinstance(parse(VALID[f"arrangement.agreed/{kind}"]), model)

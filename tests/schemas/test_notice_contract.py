@@ -79,8 +79,9 @@ def test_notice_kinds(kind):
     assert notice(kind=kind).kind == kind
 
 
-def test_notice_kind_is_one_of_three():
-    assert set(NOTICE_KINDS) == {"reminder", "urgent_notice", "handoff"}
+def test_notice_kind_is_a_known_one():
+    assert set(NOTICE_KINDS) == {"reminder", "urgent_notice", "handoff", "offer", "settlement", "write_off",
+                                 "recovery"}
     with pytest.raises(ValidationError):
         notice(kind="sms")
 
