@@ -169,7 +169,7 @@ class PlatformOutage(Envelope):
     outage_id: Id
     start: Timestamp
     end: Timestamp
-    grace_days: int = Field(ge=0, le=366)
+    grace_days: int = Field(ge=0, le=366, strict=True)  # not true for 1 or "2" for 2
 
     @model_validator(mode="after")
     def _ordered(self) -> "PlatformOutage":
