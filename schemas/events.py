@@ -118,8 +118,9 @@ class SettlementAgreed(_ArrangementAgreed):
     kind: Literal["settlement"]
     amount: PositiveAmount = Field(description="to pay, in the arrangement's currency")
     by_date: Day = Field(description="the last day (the customer's time zone) on which payments count")
-    invoice_ids: list[str] | None = Field(default=None, description="absent: every open invoice in the currency")
-    offer_id: str | None = Field(default=None, description="the settlement_id of the offer this accepts, if any")
+    invoice_ids: list[Id] | None = Field(default=None, max_length=MAX_IDS,
+                                         description="absent: every open invoice in the currency")
+    offer_id: Id | None = Field(default=None, description="the settlement_id of the offer this accepts, if any")
 
 
 ArrangementAgreed = Annotated[
@@ -147,8 +148,8 @@ class DebtWrittenOff(Envelope):
     recovery and reopens nothing."""
 
     type: Literal["debt.written_off"]
-    invoice_ids: list[str] | None = Field(default=None, min_length=1,
-                                          description="absent: every open invoice of the account")
+    invoice_ids: list[Id] | None = Field(default=None, min_length=1, max_length=MAX_IDS,
+                                         description="absent: every open invoice of the account")
     reason: WriteOffReason
 
 
