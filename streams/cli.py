@@ -191,6 +191,41 @@ def cmd_audit_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from rules.report import report
+    from streams.report import as_json, draw, read_audit_file, read_audit_topic, render
+
+    if args.audit:
+        records, rejected = read_audit_file(Path(args.audit), sys.stderr)
+    else:
+        from aiokafka.errors import KafkaError
+
+        from streams.settings import Settings
+
+        settings = Settings()
+        try:
+            records, rejected = asyncio.run(read_audit_topic(settings, sys.stderr))
+        except (KafkaError, OSError) as exc:
+            print(f"dunning report: cannot read {settings.topic.audit} at {settings.bootstrap_servers}: {exc}",
+                  file=sys.stderr)
+            return 2
+    if not records:
+        print("dunning report: no audit lines to report on", file=sys.stderr)
+        return 1
+    result = report(records, args.as_of, args.baseline)
+    if args.baseline and args.baseline not in result.variants:
+        print(f"dunning report: no variant {args.baseline!r}; the audit has {', '.join(result.variants)}",
+              file=sys.stderr)
+        return 1
+    sys.stdout.write(json.dumps(as_json(result), indent=2) + "\n" if args.json else render(result))
+    if args.png:
+        draw(result, Path(args.png))
+    return 1 if rejected else 0
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     import json
     import urllib.error
@@ -261,6 +296,16 @@ def build_parser() -> argparse.ArgumentParser:
                          help="do not wait for the worker to consume the events before each tick")
     publish.set_defaults(handler=cmd_publish)
 
+    report = commands.add_parser("report", help="what each experiment variant and each rule achieves: contacts, "
+                                                "cures within 7 and 30 days, roll rates, and the difference in "
+                                                "cure rate between variants")
+    report.add_argument("--audit", help="a `dunning simulate --audit` file (default: read the audit topic)")
+    report.add_argument("--as-of", type=aware_time, help="judge as of this time (default: the latest audit line)")
+    report.add_argument("--baseline", help="the variant the others are compared with (default: champion)")
+    report.add_argument("--json", action="store_true", help="print the figures as JSON")
+    report.add_argument("--png", help="also draw the report into this PNG file")
+    report.set_defaults(handler=cmd_report)
+
     explain = commands.add_parser("explain", help="why an account got its notices (asks a running worker)")
     explain.add_argument("account")
     explain.add_argument("--url", help="a worker's web address (default: DUNNING_WEB_HOST:DUNNING_WEB_PORT)")
@@ -285,7 +330,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        for error in exc.errors():  # one line each, named as the environment variable that set it
+            name = "__".join(str(part) for part in error["loc"]).upper()
+            where = "" if not name else f"{name}: " if name.startswith("KAFKA_") else f"DUNNING_{name}: "
+            print(f"dunning: the settings are not valid: {where}{error['msg'].removeprefix('Value error, ')}",
+                  file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
