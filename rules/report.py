@@ -24,7 +24,7 @@ from typing import Iterable
 
 from schemas.audit import AuditRecord
 
-CONTACT_KINDS = ("notice.reminder", "notice.urgent_notice", "notice.offer")  # what reaches the customer
+CONTACT_KINDS = ("reminder", "urgent_notice", "offer")  # notices that reach the customer
 WINDOWS = (7, 30)
 BUCKET_STARTS = (1, 31, 61, 91)  # days past due at which 1-30, 31-60, 61-90 and 91+ begin
 BUCKET_NAMES = ("1-30", "31-60", "61-90", "91+")
@@ -151,7 +151,7 @@ def report(records: Iterable[AuditRecord], horizon: datetime | None = None, base
             if first <= horizon:
                 _judge(rules.setdefault(episode.variant, {}).setdefault(rule, Figures()), episode, first, horizon)
     for variant, figures in variants.items():
-        figures.notices = sum(counts.get((variant, kind), 0) for kind in CONTACT_KINDS)
+        figures.notices = sum(counts.get((variant, f"notice.{kind}"), 0) for kind in CONTACT_KINDS)
         figures.handoffs = counts.get((variant, "notice.handoff"), 0)
         for rule, rule_figures in rules.get(variant, {}).items():
             rule_figures.notices = counts.get((variant, rule), 0)

@@ -17,6 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from rules.engine import AGING_BUCKETS
+from rules.report import CONTACT_KINDS
 from schemas.deadletter import DeadLetterReason
 from streams.processor import BatchResult
 
@@ -115,6 +116,15 @@ class WorkerMetrics:
         self.owned = Gauge("dunning_owned_partitions", "Partitions of each input topic this worker owns",
                            registry=registry)
         Info("dunning_ruleset", "The ruleset the worker runs", registry=registry).info({"version": ruleset_version})
+        # What each experiment variant and rule achieves (variant "" outside an experiment); `dunning report`
+        # gives the rates with their intervals from the audit trail.
+        self.contacts = Counter("dunning_contacts", "Reminders, urgent notices and offers sent, by experiment "
+                                "variant and rule", ["variant", "rule_id"], registry=registry)
+        self.variant_cures = Counter("dunning_variant_cures", "Delinquency episodes ended by a payment, by "
+                                     "experiment variant", ["variant"], registry=registry)
+        self.rule_cures = Counter("dunning_rule_cures", "Delinquency episodes ended by a payment, by experiment "
+                                  "variant and each rule that contacted the account in the episode",
+                                  ["variant", "rule_id"], registry=registry)
         registry.register(PortfolioCollector(portfolio))
         ProcessCollector(registry=registry)  # process_*: memory, CPU seconds, open files, start time
         GCCollector(registry=registry)  # python_gc_*: collections and objects per generation
@@ -139,6 +149,11 @@ class WorkerMetrics:
                 self.arrangements.labels(detail, what.removeprefix("arrangement.")).inc(count)
         for letter in result.dead_letters:
             self.dead_letters.labels(letter.reason).inc()
+        for notice in result.notices:
+            if notice.kind in CONTACT_KINDS:
+                self.contacts.labels(notice.variant or "", notice.rule_id or "").inc()
+        for (variant, rule_id), count in result.cures.items():
+            (self.rule_cures.labels(variant, rule_id) if rule_id else self.variant_cures.labels(variant)).inc(count)
 
     def set_runtime(self, lags: Iterable[tuple[str, int, int]], owned: int, last_tick: float | None) -> None:
         """Replaces the per-partition lag series with those of the partitions owned now."""

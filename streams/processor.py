@@ -103,6 +103,7 @@ class BatchResult:
     types: Counter[str] = field(default_factory=Counter)  # valid events by type
     happenings: Counter[tuple[str, str]] = field(default_factory=Counter)  # (journal entry kind, detail) counts
     released_by: list[int | None] = field(default_factory=list)  # per notice: timestamp (ms) of its message
+    cures: Counter[tuple[str, str]] = field(default_factory=Counter)  # (variant, rule id or "" for the episode)
 
 
 class Processor:
@@ -230,6 +231,7 @@ class Processor:
         self._emit(outcome.notices, source)
         self._emit_audit(account_id, outcome, source)
         self._count_happenings(outcome)
+        self._count_cures(outcome)
         wakeup = outcome.wakeup
         self._states[account_id] = (outcome.state, source, wakeup)
         if self._wakeups is not None:
@@ -282,6 +284,18 @@ class Processor:
         return stored | {key for key, (_, source, _) in self._states.items() if source.partition == partition}
 
     # ----------------------------------------------------------------- portfolio figures
+
+    def _count_cures(self, outcome: Outcome) -> None:
+        """An episode ended by the payment the step applied (its first audit line is the event's) is a cure, for
+        the variant and for each rule that contacted the account in it (rules/report.py attributes them so)."""
+        if not outcome.audit or outcome.audit[0].what != "payment.received":
+            return
+        variant = outcome.variant or ""
+        for entry in outcome.audit:
+            if entry.what == "episode.ended":
+                self._batch.cures[(variant, "")] += 1
+                for rule_id in filter(None, entry.detail.get("rules", "").split(",")):
+                    self._batch.cures[(variant, rule_id)] += 1
 
     def _count_happenings(self, outcome: Outcome) -> None:
         """Episodes and arrangements as the step's audit lines recorded them, for the flow metrics."""

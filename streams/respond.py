@@ -18,12 +18,12 @@ from datetime import datetime, timedelta
 from typing import Iterable
 
 from rules.policy import PolicyEngine, load_policy
+from rules.report import CONTACT_KINDS
 from rules.simulator import Simulation
 from schemas.events import InputEvent, input_event_adapter, parse_event, tick
 from schemas.notices import Notice
 from streams.generate import generate, to_jsonl_bytes
 
-CONTACTS = ("reminder", "urgent_notice", "offer")
 # A customer who answers pays between one hour and two days after the contact.
 DELAY = (timedelta(hours=1), timedelta(days=2))
 
@@ -53,7 +53,7 @@ def respond(events: Iterable[InputEvent], engine: PolicyEngine, every: timedelta
 
 def _answer(notice: Notice, chance: float, seed: int, answered: set[str]) -> list[InputEvent]:
     """The payments a contacted customer makes, if they answer: each invoice the notice names, once."""
-    if notice.kind not in CONTACTS:
+    if notice.kind not in CONTACT_KINDS:
         return []
     rng = random.Random(f"respond/{seed}/{notice.notice_id}")
     if rng.random() >= chance:
