@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 from rules.engine import AGING_BUCKETS
 from rules.report import CONTACT_KINDS
 from schemas.deadletter import DeadLetterReason
+from schemas.notices import Notice
 from streams.processor import BatchResult
 
 Portfolio = dict[str, dict[str, object]]
@@ -106,6 +107,20 @@ class WorkerMetrics:
                                "after its restart) or a clock tick not published", ["what"], registry=registry)
         for kind in CRASH_KINDS:
             self.crashes.labels(kind).inc((crashes or {}).get(kind, 0))
+        # The end of the road, in units of each currency: billed (invoice.issued), written off by reason (a
+        # settlement's discount has reason settlement), recovered later, and paid under settlements.
+        self.billed = Counter("dunning_billed_amount", "Amount invoiced (invoice.issued)", ["currency"],
+                              registry=registry)
+        self.written_off = Counter("dunning_written_off_amount", "Debt written off, by reason (settlement: the "
+                                   "discount of a settlement paid in full)", ["currency", "reason"], registry=registry)
+        self.write_offs = Counter("dunning_write_offs", "Write-offs (and settlements with a discount), by reason",
+                                  ["currency", "reason"], registry=registry)
+        self.recovered = Counter("dunning_recovered_amount", "Written-off debt paid later", ["currency"],
+                                 registry=registry)
+        self.recoveries = Counter("dunning_recoveries", "Payments that recovered written-off debt", ["currency"],
+                                  registry=registry)
+        self.settled = Counter("dunning_settled_amount", "Paid under settlements paid in full", ["currency"],
+                               registry=registry)
         self.latency = Histogram("dunning_processing_latency_seconds",
                                  "From the message's timestamp to its notice acknowledged by the broker",
                                  buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=registry)
@@ -133,7 +148,8 @@ class WorkerMetrics:
         for event_type, count in result.types.items():
             self.events.labels(event_type).inc(count)
         for notice, released_by in zip(result.notices, result.released_by):
-            self.notices.labels(notice.kind, notice.channel or "", notice.rule_id).inc()
+            self.notices.labels(notice.kind, notice.channel or "", notice.rule_id or "").inc()
+            self._end_of_the_road(notice)
             if notice.kind == "handoff":
                 self.handoffs.labels(notice.to, notice.action).inc()
             for reason in notice.trigger.deferred_by:
@@ -147,6 +163,8 @@ class WorkerMetrics:
                 self.episodes_cured.inc(count)
             else:
                 self.arrangements.labels(detail, what.removeprefix("arrangement.")).inc(count)
+        for currency, amount in result.billed.items():
+            self.billed.labels(currency).inc(float(amount))
         for letter in result.dead_letters:
             self.dead_letters.labels(letter.reason).inc()
         for notice in result.notices:
@@ -154,6 +172,19 @@ class WorkerMetrics:
                 self.contacts.labels(notice.variant or "", notice.rule_id or "").inc()
         for (variant, rule_id), count in result.cures.items():
             (self.rule_cures.labels(variant, rule_id) if rule_id else self.variant_cures.labels(variant)).inc(count)
+
+    def _end_of_the_road(self, notice: Notice) -> None:
+        """Amounts of a write-off, settlement or recovery decision (floats: Prometheus keeps no decimals)."""
+        for currency, amount in (notice.written_off or {}).items():
+            self.written_off.labels(currency, notice.reason).inc(float(amount))
+            self.write_offs.labels(currency, notice.reason).inc()
+        if notice.kind == "settlement":
+            for currency, amount in notice.paid.items():
+                self.settled.labels(currency).inc(float(amount))
+        elif notice.kind == "recovery":
+            for currency, amount in notice.paid.items():
+                self.recovered.labels(currency).inc(float(amount))
+                self.recoveries.labels(currency).inc()
 
     def set_runtime(self, lags: Iterable[tuple[str, int, int]], owned: int, last_tick: float | None) -> None:
         """Replaces the per-partition lag series with those of the partitions owned now."""

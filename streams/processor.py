@@ -102,6 +102,7 @@ class BatchResult:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     types: Counter[str] = field(default_factory=Counter)  # valid events by type
     happenings: Counter[tuple[str, str]] = field(default_factory=Counter)  # (journal entry kind, detail) counts
+    billed: dict[str, Decimal] = field(default_factory=dict)  # invoice.issued amounts per currency
     released_by: list[int | None] = field(default_factory=list)  # per notice: timestamp (ms) of its message
     cures: Counter[tuple[str, str]] = field(default_factory=Counter)  # (variant, rule id or "" for the episode)
 
@@ -298,7 +299,8 @@ class Processor:
                     self._batch.cures[(variant, rule_id)] += 1
 
     def _count_happenings(self, outcome: Outcome) -> None:
-        """Episodes and arrangements as the step's audit lines recorded them, for the flow metrics."""
+        """Episodes, arrangements and amounts billed as the step's audit lines recorded them, for the flow
+        metrics."""
         arrangements = outcome.state.arrangements
         for entry in outcome.audit:
             if entry.what in ("episode.started", "episode.ended"):
@@ -310,6 +312,11 @@ class Processor:
             elif entry.what.startswith("decision.arrangement_"):
                 what = entry.what.removeprefix("decision.arrangement_")
                 self._batch.happenings[(f"arrangement.{what}", entry.detail.get("kind", ""))] += 1
+            elif entry.what == "decision.settled":  # a settlement paid in full is kept
+                self._batch.happenings[("arrangement.kept", "settlement")] += 1
+            elif entry.what == "invoice.issued" and "ignored" not in entry.detail:
+                billed, currency = self._batch.billed, entry.detail["currency"]
+                billed[currency] = billed.get(currency, Decimal(0)) + Decimal(entry.detail["amount"])
 
     def _update_position(self, account_id: str, state: AccountState, partition: int) -> None:
         """The account's standing as of the partition's clock (before its first tick: the account's last event)."""

@@ -34,6 +34,9 @@ DASHBOARD = REPO / "deploy/grafana/dashboards/dunning.json"
 DATASOURCES = REPO / "deploy/grafana/provisioning/datasources"
 ALERTS = REPO / "deploy/prometheus/alerts.yml"
 ALERT_TESTS = REPO / "deploy/prometheus/alerts_test.yml"
+# The bad-debt rules look back 30 days and more: tested in a file of their own, evaluated hourly (promtool takes
+# minutes over 30 days at alerts_test.yml's 15 s).
+BAD_DEBT_TESTS = REPO / "deploy/prometheus/bad_debt_test.yml"
 COMPOSE = REPO / "docker-compose.yml"
 WORKER_JOB = "dunning-worker"
 
@@ -59,6 +62,12 @@ LABELS: dict[str, set[str]] = {
     "dunning_owned_partitions": set(),
     "dunning_ruleset_info": {"version"},
     "dunning_crashes_total": {"what"},
+    "dunning_billed_amount_total": {"currency"},
+    "dunning_written_off_amount_total": {"currency", "reason"},
+    "dunning_write_offs_total": {"currency", "reason"},
+    "dunning_recovered_amount_total": {"currency"},
+    "dunning_recoveries_total": {"currency"},
+    "dunning_settled_amount_total": {"currency"},
     # prometheus_client's process and garbage-collector collectors, on the worker's registry
     "process_virtual_memory_bytes": set(),
     "process_resident_memory_bytes": set(),
@@ -75,12 +84,21 @@ METRICS = set(LABELS)
 SERIES_LABELS = {**LABELS, "up": set(),
                  **{f"{h}{suffix}": LABELS[h] | ({"le"} if suffix == "_bucket" else set())
                     for h in HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")}}
+# Series the recording rules of alerts.yml make, and their labels; the dashboard and alerts may read them too.
+RECORDED: dict[str, set[str]] = {
+    **{name: {"currency"} for window in ("30d", "90d", "365d")
+       for name in (f"dunning:billed_amount:increase{window}", f"dunning:written_off_amount:increase{window}",
+                    f"dunning:bad_debt_rate:{window}")},
+    "dunning:recovery_rate:365d": {"currency"},
+    "dunning:offer_take_up:30d": {"rule_id"},
+}
+SERIES_LABELS.update(RECORDED)
 SERIES = set(SERIES_LABELS) - HISTOGRAMS
 TARGET_LABELS = {"job", "instance"}  # added by Prometheus to every scraped series
 
 ALERT_NAMES = [
     "DunningWorkerDown", "DunningOverdueRateJump", "DunningDeadLettersGrowing", "DunningConsumerLagGrowing",
-    "DunningTicksStopped", "DunningWorkerCrashed",
+    "DunningTicksStopped", "DunningWorkerCrashed", "DunningBadDebtRateHigh",
 ]
 SEVERITIES = {"critical", "warning"}
 
@@ -100,6 +118,13 @@ def load_dashboard() -> dict[str, Any]:
 
 def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
+
+
+def alert_tests() -> dict[str, Any]:
+    """alerts_test.yml with bad_debt_test.yml's tests added (both load alerts.yml: promtool fails otherwise)."""
+    merged = load_yaml(ALERT_TESTS)
+    merged["tests"] = merged.get("tests", []) + load_yaml(BAD_DEBT_TESTS)["tests"]
+    return merged
 
 
 def provisioned_prometheus_uids(folder: Path = DATASOURCES) -> set[str]:
@@ -420,11 +445,20 @@ def test_dashboard_queries_pass_promtool() -> None:
 
 
 def test_alert_checks_pass() -> None:
-    assert check_alerts(load_yaml(ALERTS), load_yaml(ALERT_TESTS), tick_interval()) == []
+    assert check_alerts(load_yaml(ALERTS), alert_tests(), tick_interval()) == []
+
+
+def test_the_recording_rules_are_the_known_ones_and_read_only_worker_metrics() -> None:
+    recorded = {rule["record"]: rule["expr"] for group in load_yaml(ALERTS)["groups"] for rule in group["rules"]
+                if "record" in rule}
+    assert set(recorded) == set(RECORDED)
+    assert {name: sorted(metric_names(expr) - SERIES) for name, expr in recorded.items()
+            if metric_names(expr) - SERIES} == {}
+    assert [f"{name}: {problem}" for name, expr in recorded.items() for problem in label_problems(expr)] == []
 
 
 def test_promtool_test_rules() -> None:
-    result = promtool("test", "rules", str(ALERT_TESTS.relative_to(REPO)))
+    result = promtool("test", "rules", str(ALERT_TESTS.relative_to(REPO)), str(BAD_DEBT_TESTS.relative_to(REPO)))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -599,7 +633,7 @@ ALERT_MUTATIONS: list[tuple[str, Callable[[dict[str, Any], dict[str, Any]], None
 
 @pytest.mark.parametrize("mutate", [m for _, m in ALERT_MUTATIONS], ids=[n for n, _ in ALERT_MUTATIONS])
 def test_alert_check_notices_breakage(mutate: Callable[[dict[str, Any], dict[str, Any]], None]) -> None:
-    rules, tests = load_yaml(ALERTS), load_yaml(ALERT_TESTS)
+    rules, tests = load_yaml(ALERTS), alert_tests()
     mutate(rules, tests)
     assert check_alerts(rules, tests, tick_interval())
 

@@ -111,8 +111,13 @@ class Settlements:
         return done
 
     def announce(self, out: Outcome, moment: Moment, cause: str, settled: Settled) -> None:
-        """The decision line and the settlement notice to billing: what was paid, what was written off."""
+        """The decision line and the settlement notice to billing: what was paid, what was written off. Paid
+        without a discount (the covered invoices were paid off), it was simply kept."""
         state, settlement = out.state, settled.settlement
+        if not settled.closed:
+            record(out, moment.now, "decision.arrangement_kept", settlement.arrangement_id,
+                   {"kind": settlement.kind})
+            return
         discount: dict[str, Decimal] = {}
         for invoice, owed in settled.closed:
             discount[invoice.currency] = discount.get(invoice.currency, ZERO) + owed

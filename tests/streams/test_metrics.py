@@ -195,3 +195,28 @@ def test_crashes_counted_before_an_exit_are_reported_by_the_restarted_worker(tmp
         '{what="batch"}': 2.0, '{what="agent"}': 1.0, '{what="clock"}': 0.0}
     record.path.write_text("{half a file")  # torn or edited by hand: counting starts again, the worker starts
     assert CrashRecord(record.path).counts() == {}
+
+
+def test_write_offs_recoveries_and_settlements_are_counted_per_currency_and_reason():
+    events = []
+    for folder in ("23-offer-accepted", "25-settlement-paid", "27-write-off-by-event", "29-recovery-after-write-off"):
+        lines = (REPO / "tests" / "scenarios" / folder / "events.jsonl").read_bytes().splitlines()
+        events += [parse_event(line) for line in lines if line.strip()]
+    result, text = flow_counters(sorted(events, key=lambda e: e.occurred_at))
+    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line and not line.startswith("#")}
+    billed = sum(float(e.amount) for e in events if e.type == "invoice.issued")
+    assert samples['dunning_billed_amount_total{currency="CNY"}'] == billed
+    # 27: 1200.00 for bankruptcy; 29: 500.00 uncollectible; 23 and 25: discounts of 300.00 each
+    assert samples['dunning_written_off_amount_total{currency="CNY",reason="bankruptcy"}'] == 1200.0
+    assert samples['dunning_written_off_amount_total{currency="CNY",reason="uncollectible"}'] == 500.0
+    assert samples['dunning_written_off_amount_total{currency="CNY",reason="settlement"}'] == 600.0
+    assert samples['dunning_write_offs_total{currency="CNY",reason="settlement"}'] == 2.0
+    assert samples['dunning_settled_amount_total{currency="CNY"}'] == 1200.0  # 700.00 + 500.00
+    assert samples['dunning_recovered_amount_total{currency="CNY"}'] == 500.0  # 200.00 + 300.00
+    assert samples['dunning_recoveries_total{currency="CNY"}'] == 2.0
+    # take-up per rule: the offer and the settlement it led to carry the rule; an agreed one has none
+    assert samples['dunning_notices_total{channel="letter",kind="offer",rule_id="settlement-offer"}'] == 1.0
+    assert samples['dunning_notices_total{channel="",kind="settlement",rule_id="settlement-offer"}'] == 1.0
+    assert samples['dunning_notices_total{channel="",kind="settlement",rule_id=""}'] == 1.0
+    assert samples['dunning_arrangements_total{kind="settlement",outcome="kept"}'] == 2.0
