@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_RULES = Path(__file__).resolve().parent.parent / "rules" / "default.yaml"
@@ -99,6 +99,20 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("KAFKA_BOOTSTRAP_SERVERS is empty")
         return value.strip()
+
+    @model_validator(mode="after")
+    def _security_complete(self) -> "Settings":
+        """Half a security setup would connect in plain text or fail later with a less clear error."""
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl and not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
+            raise ValueError(f"DUNNING_SECURITY_PROTOCOL={self.security_protocol} needs DUNNING_SASL_MECHANISM, "
+                             "DUNNING_SASL_USERNAME and DUNNING_SASL_PASSWORD")
+        if self.sasl_mechanism and not sasl:
+            raise ValueError(f"DUNNING_SASL_MECHANISM is set but DUNNING_SECURITY_PROTOCOL is "
+                             f"{self.security_protocol}: SASL_SSL (or SASL_PLAINTEXT) uses it")
+        if self.ssl_cafile is not None and not self.ssl_cafile.is_file():
+            raise ValueError(f"DUNNING_SSL_CAFILE: no file {self.ssl_cafile}")
+        return self
 
     @property
     def canonical_url(self) -> str:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
+import re
 import sys
 
 from aiokafka.errors import KafkaConnectionError, KafkaError
@@ -25,13 +27,15 @@ def run_worker(settings: Settings) -> int:
     except RulesetError as exc:
         print(f"dunning worker: the ruleset is not valid, not starting:\n{exc}", file=sys.stderr)
         return 2
+    connecting = ConnectionErrors()
     try:
-        created = asyncio.run(_ensure_all_topics(settings))
+        with connecting:
+            created = asyncio.run(_ensure_all_topics(settings))
     except TopicLayoutError as exc:
         print(f"dunning worker: {exc}", file=sys.stderr)
         return 2
     except (KafkaConnectionError, KafkaError, OSError) as exc:
-        print(f"dunning worker: cannot reach Kafka at {settings.bootstrap_servers}: {exc}", file=sys.stderr)
+        print(f"dunning worker: {connecting.explain(settings, exc)}", file=sys.stderr)
         return 2
     if created:
         print(f"dunning worker: created topics {', '.join(created)}", file=sys.stderr)
@@ -50,6 +54,41 @@ def run_worker(settings: Settings) -> int:
     worker.spinner = None
     worker.execute_from_commandline()
     return 0
+
+
+class ConnectionErrors(logging.Handler):
+    """Keeps why aiokafka could not connect (it logs the cause, credentials refused or a certificate not trusted,
+    and raises only "Unable to bootstrap"), and keeps its log lines off the terminal while the worker checks its
+    topics, so that a refusal is one line."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.cause: str | None = None
+        self._logger = logging.getLogger("aiokafka")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.cause = record.getMessage()
+
+    def __enter__(self) -> "ConnectionErrors":
+        self._logger.addHandler(self)
+        self._propagate, self._logger.propagate = self._logger.propagate, False
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.removeHandler(self)
+        self._logger.propagate = self._propagate
+
+    def explain(self, settings: Settings, exc: BaseException) -> str:
+        cause = " ".join((self.cause or f"{type(exc).__name__}: {exc}").split())
+        cause = re.sub(r'^Unable connect to "[^"]*": ', "", cause)  # the servers are named already
+        servers, user = settings.bootstrap_servers, settings.sasl_username
+        if "AuthenticationFailed" in cause:  # aiokafka's SaslAuthenticationFailed
+            return (f"Kafka at {servers} refused the credentials of user {user!r} ({settings.sasl_mechanism} over "
+                    f"{settings.security_protocol}; DUNNING_SASL_USERNAME, DUNNING_SASL_PASSWORD): {cause}")
+        if "CERTIFICATE_VERIFY_FAILED" in cause:
+            return (f"Kafka at {servers} presented a certificate that is not trusted (DUNNING_SSL_CAFILE names the CA "
+                    f"to trust): {cause}")
+        return f"cannot reach Kafka at {servers} ({settings.security_protocol}): {cause}"
 
 
 async def _ensure_all_topics(settings: Settings) -> list[str]:

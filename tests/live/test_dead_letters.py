@@ -29,12 +29,14 @@ def test_bad_messages_are_dead_lettered_and_processing_goes_on(namespace, worker
     exploded = json.dumps({"event_id": "dl-3", "type": "invoice.exploded", "account_id": "DL1",
                            "occurred_at": "2026-10-01T10:00:00+08:00"}).encode()
     float_amount = INVOICE.replace(b'"amount":"300.00"', b'"amount":300.5').replace(b"dl-ok-1", b"dl-5")
+    long_id = INVOICE.replace(b'"DL1-I1"', b'"' + b"I" * 5000 + b'"').replace(b"dl-ok-1", b"dl-9")  # over 200
     bad = [  # reason, topic, key, value, explicit partition (None: murmur2 of the key, like a Java producer)
         ("malformed_json", topics.invoices, b"DL1", b'{"event_id": "dl-1", "type": "invoice.issued", ', None),
         ("malformed_json", topics.payments, b"DL1", b"\xff\xfe not JSON, not even UTF-8", None),
         ("invalid_event", topics.invoices, b"DL1", exploded, None),
         ("invalid_event", topics.arrangements, b"DL1", b'["invoice.issued", "DL1"]', None),
         ("invalid_event", topics.invoices, b"DL1", float_amount, None),
+        ("invalid_event", topics.invoices, b"DL1", long_id, None),
         ("misrouted", topics.invoices, b"DL1", INVOICE.replace(b"dl-ok-1", b"dl-6"), wrong),
         ("wrong_topic", topics.payments, b"DL1", INVOICE.replace(b"dl-ok-1", b"dl-7"), None),
         ("key_mismatch", topics.invoices, b"DL2", INVOICE.replace(b"dl-ok-1", b"dl-8"), None),
@@ -76,6 +78,8 @@ def test_bad_messages_are_dead_lettered_and_processing_goes_on(namespace, worker
             assert letter.errors, letter
     assert by_value[(topics.invoices, float_amount)][2].errors == [
         'invoice.issued.amount: 300.5 is not a decimal string such as "120.50"']
+    assert by_value[(topics.invoices, long_id)][2].errors == [
+        "invoice.issued.invoice_id: String should have at most 200 characters"]
 
     # the valid events after the bad ones were processed: the declined debit's reminder went out
     live = kcat.notices()

@@ -48,3 +48,22 @@ def test_topics_with_the_wrong_partition_count_stop_the_worker(kafka_bootstrap, 
                          "DUNNING_STATE_DIR": str(tmp_path)})
     assert result.returncode == 2
     assert f"every topic needs 3 partitions (DUNNING_PARTITIONS), but {invoices} has 2" in result.stderr
+
+
+@pytest.mark.parametrize("env, says", [
+    ({"DUNNING_SECURITY_PROTOCOL": "SASL_SSL", "DUNNING_SASL_USERNAME": "u"},
+     "DUNNING_SECURITY_PROTOCOL=SASL_SSL needs DUNNING_SASL_MECHANISM, DUNNING_SASL_USERNAME and DUNNING_SASL_PASSWORD"),
+    ({"DUNNING_SASL_MECHANISM": "SCRAM-SHA-256", "DUNNING_SASL_USERNAME": "u", "DUNNING_SASL_PASSWORD": "p"},
+     "DUNNING_SASL_MECHANISM is set but DUNNING_SECURITY_PROTOCOL is PLAINTEXT: SASL_SSL (or SASL_PLAINTEXT) uses "
+     "it"),
+    ({"DUNNING_SECURITY_PROTOCOL": "SSL", "DUNNING_SSL_CAFILE": "/nonexistent/ca.pem"},
+     "DUNNING_SSL_CAFILE: no file /nonexistent/ca.pem"),
+    ({"DUNNING_SECURITY_PROTOCOL": "TLS"}, "DUNNING_SECURITY_PROTOCOL: Input should be 'PLAINTEXT', 'SSL', "
+                                           "'SASL_PLAINTEXT' or 'SASL_SSL'"),
+    ({"KAFKA_BOOTSTRAP_SERVERS": " "}, "KAFKA_BOOTSTRAP_SERVERS: KAFKA_BOOTSTRAP_SERVERS is empty"),
+], ids=["sasl-half", "mechanism-without-sasl", "cafile", "protocol", "bootstrap"])
+def test_bad_settings_stop_the_worker_with_one_line_naming_the_variable(env, says):
+    # Settings are read before anything else: no broker is reached (127.0.0.1:1 answers nothing).
+    result = run_worker({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", **env})
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [f"dunning: the settings are not valid: {says}"]
