@@ -96,3 +96,6 @@ def test_a_send_the_broker_refuses_stops_the_worker_and_a_restart_repeats_the_ba
     assert base64.b64decode(letter.value_base64) == bad and not letter.truncated
     status, body = get(f"http://127.0.0.1:{worker.web_port}/accounts/X3")
     assert status == 200, body
+    # the crash that stopped the first run, counted before its exit, is reported by the restarted worker
+    status, body = get(f"http://127.0.0.1:{worker.web_port}/metrics")
+    assert 'dunning_crashes_total{what="batch"} 1.0' in body.decode().splitlines()

@@ -10,6 +10,7 @@ The broker keeps a PLAINTEXT listener too, which only the test's own kcat and pr
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.broker
 KAFKA_LOCAL = REPO / "tools" / "kafka" / "kafka-local"
 USER, PASSWORD = "dunning-worker", "c0rrect-h0rse"
 STORE_PASSWORD = "keystore-secret"
+KEYTOOL = shutil.which("keytool") or str(Path(os.environ.get("JAVA_HOME", "/nonexistent")) / "bin" / "keytool")
 
 INVOICE = (b'{"event_id":"sec-1","type":"invoice.issued","account_id":"SEC1",'
            b'"occurred_at":"2026-10-01T10:00:00+08:00","invoice_id":"SEC1-I1","amount":"300.00","currency":"CNY",'
@@ -43,7 +45,7 @@ class SecureBroker:
 
 
 def keytool(folder: Path, *args: str) -> None:
-    proc = subprocess.run(["keytool", *args], cwd=folder, capture_output=True, text=True, timeout=120,
+    proc = subprocess.run([KEYTOOL, *args], cwd=folder, capture_output=True, text=True, timeout=120,
                           stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, f"keytool {args[0]} failed:\n{proc.stdout}{proc.stderr}"
 
