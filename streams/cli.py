@@ -140,14 +140,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_schemas(args: argparse.Namespace) -> int:
     from schemas import export
+    from streams import asyncapi
 
     if args.check:
-        stale = export.stale()
+        stale = [f"schemas/json/{name}" for name in export.stale()]
+        if asyncapi.stale():
+            stale.append("schemas/asyncapi.yaml")
         for name in stale:
-            print(f"schemas/json/{name} is stale; run `dunning schemas export`", file=sys.stderr)
+            print(f"{name} is stale; run `dunning schemas export`", file=sys.stderr)
         return 1 if stale else 0
     for name in export.write():
         print(f"schemas/json/{name}")
+    asyncapi.write()
+    print("schemas/asyncapi.yaml")
     return 0
 
 
@@ -281,8 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
                                           "to this JSONL file")
     simulate.set_defaults(handler=cmd_simulate)
 
-    schemas = commands.add_parser("schemas", help="JSON Schema files of the event contracts")
-    schemas.add_argument("action", choices=["export"], help="write schemas/json/*.schema.json")
+    schemas = commands.add_parser("schemas", help="JSON Schema files of the event contracts, and the AsyncAPI "
+                                                  "document of every topic")
+    schemas.add_argument("action", choices=["export"], help="write schemas/json/*.schema.json and "
+                                                             "schemas/asyncapi.yaml")
     schemas.add_argument("--check", action="store_true", help="only report stale files; exit 1 if any")
     schemas.set_defaults(handler=cmd_schemas)
     worker = commands.add_parser("worker", help="run a stream worker (configured by DUNNING_* variables)")
