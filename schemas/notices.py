@@ -74,7 +74,7 @@ class Notice(_Contract):
     notice_id: str = Field(description="deterministic: the same inputs always give the same id")
     kind: NoticeKind
     account_id: str
-    rule_id: str | None = Field(description="the rule that decided it (a settlement's: the rule that offered it); "
+    rule_id: str | None = Field(default=None, description="the rule that decided it (a settlement's: the rule that offered it); "
                                 "absent for what billing or a collector decided (debt.written_off, an agreed "
                                 "settlement, a recovery)")
     ruleset_version: str

@@ -29,7 +29,7 @@ from rules.simulator import Simulation, with_ticks
 from rules.state import AccountState, dump_account
 from schemas.events import PLATFORM_ACCOUNT, InputEvent, parse_event, tick
 from schemas.export import SCHEMA_DIR
-from schemas.notices import Notice
+from schemas.notices import NOTICE_KINDS, Notice
 from streams.generate import generate, to_jsonl_bytes
 from streams.live import group_caught_up, trail_differences, trails
 from streams.settings import DEFAULT_RULES, Settings, TopicNames
@@ -281,10 +281,10 @@ class Kcat:
         return [line.decode() for line in self.consume_bytes(topic, fmt)]
 
     def notices(self) -> list[Notice]:
-        """Every notice on the three notice topics (repeats included), keyed by account."""
+        """Every notice on the notice topics (reminders, urgent notices, handoffs, offers, decisions; repeats
+        included), keyed by account."""
         found = []
-        for topic in (self.namespace.topics.reminders, self.namespace.topics.urgent_notices,
-                      self.namespace.topics.handoffs):
+        for topic in dict.fromkeys(self.namespace.topics.for_notice_kind(kind) for kind in NOTICE_KINDS):
             for line in self.consume(topic):
                 key, value = line.split("\t", 1)
                 notice = Notice.model_validate_json(value)

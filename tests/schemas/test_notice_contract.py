@@ -157,3 +157,11 @@ def test_published_notice_passes_the_exported_schema():
     wire = json.loads(notice().to_json())
     wire["overdue"]["CNY"] = 6000.1
     assert not validator.is_valid(wire)
+
+
+def test_a_decision_no_rule_made_reads_back_without_a_rule_id():
+    sent = notice(kind="write_off", channel=None, template=None, rule_id=None, written_off={"CNY": "1200.00"},
+                  reason="bankruptcy")
+    wire = json.loads(sent.to_json())
+    assert "rule_id" not in wire and wire["written_off"] == {"CNY": "1200.00"}
+    assert notice_adapter.validate_json(sent.to_json()) == sent
