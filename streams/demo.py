@@ -90,7 +90,7 @@ async def run(args: argparse.Namespace) -> int:
     simulation.run(events, every, until)
     expected = {n.notice_id: n for n in simulation.notices}
     topics = settings.topic
-    notices = await collect(settings, (topics.reminders, topics.urgent_notices, topics.handoffs))
+    notices = await collect(settings, topics.notices)
     live = {n.notice_id: n for n in (Notice.model_validate_json(record.value) for record in notices)}
     audit = trails((record.key.decode(), record.value) for record in await collect(settings, [topics.audit]))
     audit_differences = trail_differences(audit, trails((r.account_id, r.to_json()) for r in simulation.audit))

@@ -97,8 +97,13 @@ async def publish(settings: Settings, events: list[InputEvent], every: timedelta
 
 def one_line(notice: Notice) -> str:
     owed = " ".join(f"{amount} {currency}" for currency, amount in notice.overdue.items()) or "-"
-    what = (f"HANDOFF {notice.action} -> {notice.to}" if notice.kind == "handoff"
-            else f"{notice.kind.upper()} {notice.template} via {notice.channel}")
+    if notice.kind == "handoff":
+        what = f"HANDOFF {notice.action} -> {notice.to}"
+    elif notice.channel:
+        what = f"{notice.kind.upper()} {notice.template} via {notice.channel}"
+    else:  # a decision to billing: its amounts
+        what = " ".join([notice.kind.upper()] + [f"{name}={amount} {currency}" for name in ("paid", "written_off")
+                                                 for currency, amount in (getattr(notice, name) or {}).items()])
     return (f"{notice.issued_at.isoformat(timespec='minutes')}  {notice.account_id:<12} {what:<44} "
             f"rule={notice.rule_id} dpd={notice.days_past_due} overdue={owed}  [{notice.notice_id}]")
 
@@ -111,9 +116,8 @@ def reader(settings: Settings, topics: Iterable[str], from_beginning: bool) -> A
 
 
 def notice_consumer(settings: Settings, from_beginning: bool) -> AIOKafkaConsumer:
-    """A consumer of the three notice topics, in no group (it commits nothing)."""
-    return reader(settings, (settings.topic.reminders, settings.topic.urgent_notices, settings.topic.handoffs),
-                  from_beginning)
+    """A consumer of the notice topics (offers and decisions too), in no group (it commits nothing)."""
+    return reader(settings, settings.topic.notices, from_beginning)
 
 
 def trails(records: Iterable[tuple[str, bytes]]) -> dict[str, list[bytes]]:

@@ -36,6 +36,11 @@ class TopicNames(BaseModel):
         return (self.invoices, self.payments, self.arrangements, self.profiles, self.clock)
 
     @property
+    def notices(self) -> tuple[str, ...]:
+        """The topics notices go to: to customers, to teams, and decisions to billing (for_notice_kind)."""
+        return (self.reminders, self.urgent_notices, self.handoffs, self.offers, self.decisions)
+
+    @property
     def outputs(self) -> tuple[str, ...]:
         return (self.reminders, self.urgent_notices, self.handoffs, self.offers, self.decisions, self.dead_letter,
                 self.audit)

@@ -29,7 +29,7 @@ from rules.simulator import Simulation, with_ticks
 from rules.state import AccountState, dump_account
 from schemas.events import PLATFORM_ACCOUNT, InputEvent, parse_event, tick
 from schemas.export import SCHEMA_DIR
-from schemas.notices import NOTICE_KINDS, Notice
+from schemas.notices import Notice
 from streams.generate import generate, to_jsonl_bytes
 from streams.live import group_caught_up, trail_differences, trails
 from streams.settings import DEFAULT_RULES, Settings, TopicNames
@@ -284,7 +284,7 @@ class Kcat:
         """Every notice on the notice topics (reminders, urgent notices, handoffs, offers, decisions; repeats
         included), keyed by account."""
         found = []
-        for topic in dict.fromkeys(self.namespace.topics.for_notice_kind(kind) for kind in NOTICE_KINDS):
+        for topic in self.namespace.topics.notices:
             for line in self.consume(topic):
                 key, value = line.split("\t", 1)
                 notice = Notice.model_validate_json(value)

@@ -101,3 +101,9 @@ def test_a_topic_added_to_the_settings_must_be_described():
 
     with pytest.raises(ValueError, match="refunds"):
         asyncapi.document(MoreTopics())
+
+
+def test_the_notice_topics_are_those_of_every_notice_kind():
+    topics = TopicNames()
+    assert set(topics.notices) == {topics.for_notice_kind(kind) for kind in NOTICE_KINDS}
+    assert len(topics.notices) == len(set(topics.notices)) and set(topics.notices) <= set(topics.outputs)
