@@ -4,9 +4,10 @@
 an onboarding account.updated for most (risk tier, time zone, channel preferences, opt-outs), monthly and
 ad-hoc invoices (mostly CNY, some USD, due 7-30 days after issue), and for each invoice one behaviour:
 
-    on time, late, partial, never, overpaid, prepaid (payment before the invoice), a promise to pay,
-    an installment plan or an extension (each kept, broken or cancelled), a dispute (resolved by a credit
-    note, a cancellation or upheld), a credit note, or a cancellation;
+    on time, late, partial, never (some written off by billing, some settled for less), overpaid, prepaid
+    (payment before the invoice), a promise to pay, an installment plan or an extension (each kept, broken or
+    cancelled), a dispute (resolved by a credit note, a cancellation or upheld), a credit note, or a
+    cancellation;
 
 with auto-debits that fail for each of the four reasons, and a platform.outage or two (account_id "*").
 
@@ -38,6 +39,7 @@ OPT_OUTS = (
     (None, 88), (["sms"], 6), (["email"], 2), (["sms", "email"], 2), (["sms", "email", "app_push", "letter"], 2),
 )
 FAILURE_REASONS = (("insufficient_funds", 50), ("invalid_payment_method", 20), ("system_error", 18), ("other", 12))
+WRITE_OFF_REASONS = (("uncollectible", 40), ("bankruptcy", 25), ("deceased", 10), ("fraud", 10), ("other", 15))
 BEHAVIOURS = (
     "on_time", "late", "partial", "never", "overpaid", "prepaid",
     "promise", "installments", "extension", "dispute", "adjusted", "cancelled",
@@ -243,6 +245,27 @@ class _Account:
             self.fail(self.debit_day(due), cents, cur, inv, reason)
             if reason != "invalid_payment_method" and self.rng.random() < 0.6:
                 self.fail(self.debit_day(due + timedelta(days=3)), cents, cur, inv, "insufficient_funds")
+        self._given_up_or_settled(inv, cur, cents, due)
+
+    def _given_up_or_settled(self, inv: str, cur: str, cents: int, due: date) -> None:
+        """Some unpaid invoices billing writes off (small ones as small_balance), some a collector settles for
+        less: paid by its date, or not."""
+        rng = self.rng
+        roll = rng.random()
+        if roll < 0.2:
+            reason = "small_balance" if cents < 5000 else _pick(rng, WRITE_OFF_REASONS)
+            self.emit(self.days_after(due, 3, 20, 9, 18), "debt.written_off", invoice_ids=[inv], reason=reason)
+        elif roll < 0.45:
+            agreed_at = self.days_after(due, 2, 10, 9, 19)
+            by_date = self.local_day(agreed_at) + timedelta(days=rng.randint(5, 10))
+            amount = max(1, cents * rng.randint(50, 80) // 100)
+            fields: dict[str, Any] = {"arrangement_id": self.next_id("arr"), "kind": "settlement",
+                                      "amount": _cents(amount), "by_date": by_date.isoformat(), "invoice_ids": [inv]}
+            if cur != "CNY":  # the ruleset's currency otherwise
+                fields["currency"] = cur
+            if self.emit(agreed_at, "arrangement.agreed", **fields) and rng.random() < 0.7:
+                paid_at = self.at_local(by_date - timedelta(days=rng.randint(0, 3)), 8, 22)
+                self.pay(max(paid_at, agreed_at + timedelta(hours=1)), amount, cur, inv)
 
     def _overpaid(self, inv: str, cur: str, cents: int, issued_at: datetime, due: date, due_end: datetime) -> None:
         extra = max(1, cents * self.rng.randint(1, 50) // 100)

@@ -78,7 +78,9 @@ def test_the_stream_covers_the_variety_it_promises(parsed: list) -> None:
         by_type[event.type].append(event)
     assert {e.reason for e in by_type["payment.failed"]} == {
         "insufficient_funds", "invalid_payment_method", "system_error", "other"}
-    assert {e.kind for e in by_type["arrangement.agreed"]} == {"promise_to_pay", "installments", "extension"}
+    assert {e.kind for e in by_type["arrangement.agreed"]} == {"promise_to_pay", "installments", "extension",
+                                                               "settlement"}
+    assert by_type["debt.written_off"] and all(e.invoice_ids for e in by_type["debt.written_off"])
     assert {e.currency for e in by_type["invoice.issued"]} == {"CNY", "USD"}
     cny = sum(e.currency == "CNY" for e in by_type["invoice.issued"])
     assert cny > 0.7 * len(by_type["invoice.issued"])
@@ -108,9 +110,12 @@ def test_the_default_rules_issue_every_kind_of_notice(parsed: list) -> None:
     simulation = Simulation(Engine(load_ruleset(ROOT / "rules" / "default.yaml")), audit=[])
     simulation.run(parsed, timedelta(hours=1), START + timedelta(days=DAYS))
     kinds = collections.Counter(notice.kind for notice in simulation.notices)
-    assert set(kinds) == {"reminder", "urgent_notice", "handoff"}
+    # offers come on day 60 and the rule's write-offs on day 180, after this month; billing's write-offs and
+    # collectors' settlements come in it
+    assert set(kinds) == {"reminder", "urgent_notice", "handoff", "write_off", "settlement"}
     decisions = {record.what for record in simulation.audit}
-    assert {"decision.arrangement_kept", "decision.arrangement_broken"} <= decisions
+    assert {"decision.arrangement_kept", "decision.arrangement_broken", "decision.settled",
+            "decision.written_off"} <= decisions
 
 
 def test_main_writes_jsonl(monkeypatch: pytest.MonkeyPatch, lines: list[bytes]) -> None:
