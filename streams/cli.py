@@ -231,6 +231,44 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 1 if rejected else 0
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streams import backtest
+
+    if len(args.rules) != 2:
+        print("dunning backtest: give --rules twice: the policy in force, then the new one", file=sys.stderr)
+        return 2
+    if args.to <= args.start:
+        print("dunning backtest: --to must be later than --from", file=sys.stderr)
+        return 2
+    policies = load_or_report(args.rules, sys.stderr)
+    if policies is None:
+        return 1
+    rejected = 0
+    if args.events:
+        events, rejected = read_events(Path(args.events), sys.stderr)
+    else:
+        from aiokafka.errors import KafkaError
+
+        from streams.settings import Settings
+
+        settings = Settings()
+        try:
+            events = asyncio.run(backtest.read_input_topics(settings))
+        except (KafkaError, OSError) as exc:
+            print(f"dunning backtest: cannot read the input topics at {settings.bootstrap_servers}: {exc}",
+                  file=sys.stderr)
+            return 2
+    names = [Path(path).stem for path in args.rules]
+    if names[0] == names[1]:
+        names = list(args.rules)
+    events = backtest.in_range(events, args.start, args.to)
+    result = backtest.run(tuple(zip(names, policies)), events, args.start, args.to, args.tick)
+    sys.stdout.write(backtest.explain(result, args.explain) if args.explain else backtest.render(result, args.top))
+    return 1 if rejected else 0
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     import json
     import urllib.error
@@ -312,6 +350,19 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true", help="print the figures as JSON")
     report.add_argument("--png", help="also draw the report into this PNG file")
     report.set_defaults(handler=cmd_report)
+
+    backtest = commands.add_parser("backtest", help="run the policy in force and a new one over the same events "
+                                                    "and compare what each would send")
+    backtest.add_argument("--from", dest="start", type=aware_time, required=True,
+                          help="events that occurred from this time (RFC 3339)")
+    backtest.add_argument("--to", type=aware_time, required=True, help="up to this time (ticks run up to it)")
+    backtest.add_argument("--rules", action="append", default=[], metavar="FILE",
+                          help="twice: the policy in force, then the new one (rulesets or experiments)")
+    backtest.add_argument("--events", help="events, one JSON object per line (default: read the input topics)")
+    backtest.add_argument("--tick", type=duration, default=timedelta(hours=1), help="tick interval (default 1h)")
+    backtest.add_argument("--top", type=int, default=10, help="how many of the most differing accounts to list")
+    backtest.add_argument("--explain", metavar="ACCOUNT", help="one account's notices under both policies")
+    backtest.set_defaults(handler=cmd_backtest)
 
     explain = commands.add_parser("explain", help="why an account got its notices (asks a running worker)")
     explain.add_argument("account")
