@@ -99,3 +99,24 @@ def test_a_send_the_broker_refuses_stops_the_worker_and_a_restart_repeats_the_ba
     # the crash that stopped the first run, counted before its exit, is reported by the restarted worker
     status, body = get(f"http://127.0.0.1:{worker.web_port}/metrics")
     assert 'dunning_crashes_total{what="batch"} 1.0' in body.decode().splitlines()
+
+
+@pytest.mark.live_namespace(commit_interval=0.1)
+def test_an_id_of_900_kb_is_dead_lettered_and_the_worker_goes_on(namespace, workers, kcat, probe):
+    """Ids were unbounded: a huge invoice_id went into the state, the audit line and every notice about the invoice,
+    which the broker could refuse, stopping the worker at every restart. Now an id is at most 200 characters."""
+    topics = namespace.topics
+    huge = json.loads(invoice("X4", "huge-id", 0))
+    huge["invoice_id"] = "I" * 900_000
+    huge = json.dumps(huge).encode()
+    worker = workers("w1")
+    kcat.produce(topics.invoices, [(b"X4", huge), (b"X4", invoice("X4", "after", 0))])
+    probe.wait_caught_up(60, [worker])
+
+    [letter] = letters(kcat, topics.dead_letter)
+    assert letter.reason == "invalid_event" and letter.truncated and letter.value_length == len(huge)
+    assert letter.errors == ["invoice.issued.invoice_id: String should have at most 200 characters"]
+    status, body = get(f"http://127.0.0.1:{worker.web_port}/accounts/X4")
+    assert status == 200, body
+    assert [invoice["invoice_id"] for invoice in json.loads(body)["invoices"]] == ["X4-I1"]
+    assert worker.alive and worker.starts == 1 and "stopping" not in worker.log_text()
