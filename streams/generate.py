@@ -248,13 +248,15 @@ class _Account:
         self._given_up_or_settled(inv, cur, cents, due)
 
     def _given_up_or_settled(self, inv: str, cur: str, cents: int, due: date) -> None:
-        """Some unpaid invoices billing writes off (small ones as small_balance), some a collector settles for
-        less: paid by its date, or not."""
+        """Some unpaid invoices billing writes off (small ones as small_balance; a few are paid later after all,
+        a recovery), some a collector settles for less: paid by its date, or not."""
         rng = self.rng
         roll = rng.random()
         if roll < 0.2:
             reason = "small_balance" if cents < 5000 else _pick(rng, WRITE_OFF_REASONS)
-            self.emit(self.days_after(due, 3, 20, 9, 18), "debt.written_off", invoice_ids=[inv], reason=reason)
+            written_off_at = self.days_after(due, 3, 20, 9, 18)
+            if self.emit(written_off_at, "debt.written_off", invoice_ids=[inv], reason=reason) and rng.random() < 0.3:
+                self.pay(written_off_at + timedelta(days=rng.randint(5, 30)), cents, cur, inv)  # recovered after all
         elif roll < 0.45:
             agreed_at = self.days_after(due, 2, 10, 9, 19)
             by_date = self.local_day(agreed_at) + timedelta(days=rng.randint(5, 10))

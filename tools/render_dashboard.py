@@ -8,10 +8,13 @@ simulated day the way the worker's gauges compute it (`Engine.portfolio` per acc
     aging: accounts by bucket     accounts by the bucket of their oldest overdue debt, stacked (one currency)
     notices by kind               cumulative notices issued, per kind
     handoffs by target and action cumulative hand-offs, per action and target
+    bad-debt rate by currency     written off / billed over the trailing 30 days (dunning:bad_debt_rate:30d)
+    written off, settled, recovered  cumulative amounts written off by reason, paid under settlements, and
+                                  recovered after a write-off (one currency)
 
 The counters are cumulative counts (the dashboard shows them as rates per hour).
 
-    .venv/bin/python tools/render_dashboard.py --accounts 300 --days 45 --out docs/dashboard.png
+    .venv/bin/python tools/render_dashboard.py --accounts 300 --days 90 --out docs/dashboard.png
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from rules.engine import AGING_BUCKETS, Engine, aging_bucket  # noqa: E402
 from rules.loader import load_ruleset  # noqa: E402
 from rules.simulator import Simulation  # noqa: E402
 from schemas.events import InputEvent, parse_event, tick  # noqa: E402
+from schemas.notices import NOTICE_KINDS  # noqa: E402
 from streams.generate import generate, to_jsonl_bytes  # noqa: E402
 
 # The dashboard's aging colours (Grafana's named colours, as hex).
@@ -49,10 +53,24 @@ class Sample:
     overdue_amount: dict[str, Decimal] = field(default_factory=dict)
     notices: Counter[str] = field(default_factory=Counter)            # kind -> cumulative notices
     handoffs: Counter[tuple[str, str]] = field(default_factory=Counter)  # (action, target) -> cumulative
+    billed: Counter[str] = field(default_factory=Counter)             # currency -> cumulative amount invoiced
+    written_off: Counter[tuple[str, str]] = field(default_factory=Counter)  # (currency, reason) -> cumulative
+    settled: Counter[str] = field(default_factory=Counter)            # currency -> paid under settlements
+    recovered: Counter[str] = field(default_factory=Counter)          # currency -> recovered after a write-off
 
     def overdue_rate(self, currency: str) -> float | None:
         open_ = self.accounts_open[currency]
         return self.accounts_overdue[currency] / open_ if open_ else None
+
+    def written_off_in(self, currency: str) -> Decimal:
+        return sum((amount for (c, _), amount in self.written_off.items() if c == currency), Decimal(0))
+
+
+def bad_debt_rate(samples: list[Sample], index: int, currency: str, days: int = 30) -> float | None:
+    """Written off / billed between the sample `days` before (or the first) and this one."""
+    now, then = samples[index], samples[max(0, index - days)]
+    billed = now.billed[currency] - then.billed[currency]
+    return float((now.written_off_in(currency) - then.written_off_in(currency)) / billed) if billed else None
 
 
 def timeline(events: Iterable[InputEvent], every: timedelta, until: datetime) -> Iterator[InputEvent]:
@@ -70,8 +88,9 @@ def timeline(events: Iterable[InputEvent], every: timedelta, until: datetime) ->
         next_tick += every
 
 
-def sample(simulation: Simulation, at: datetime, notices_seen: int, previous: Sample | None) -> Sample:
-    """The portfolio at `at` as the workers' gauges would sum it, and the notice counters so far."""
+def sample(simulation: Simulation, at: datetime, notices_seen: int, previous: Sample | None,
+           billed: Counter[str]) -> Sample:
+    """The portfolio at `at` as the workers' gauges would sum it, and the counters so far."""
     result = Sample(at)
     for state in simulation.accounts.values():
         for currency, position in simulation.engine.portfolio(state, simulation.platform, at).items():
@@ -82,13 +101,18 @@ def sample(simulation: Simulation, at: datetime, notices_seen: int, previous: Sa
                 result.overdue_amount[currency] = (result.overdue_amount.get(currency, Decimal(0))
                                                    + position.overdue_amount)
             result.aging_accounts[(currency, aging_bucket(position.days_past_due))] += 1
+    result.billed.update(billed)
     if previous is not None:
-        result.notices.update(previous.notices)
-        result.handoffs.update(previous.handoffs)
+        for name in ("notices", "handoffs", "written_off", "settled", "recovered"):
+            getattr(result, name).update(getattr(previous, name))
     for notice in simulation.notices[notices_seen:]:
         result.notices[notice.kind] += 1
         if notice.kind == "handoff":
             result.handoffs[(notice.action or "", notice.to or "")] += 1
+        for currency, amount in (notice.written_off or {}).items():
+            result.written_off[(currency, notice.reason)] += amount
+        if notice.kind in ("settlement", "recovery"):
+            (result.settled if notice.kind == "settlement" else result.recovered).update(notice.paid)
     return result
 
 
@@ -102,16 +126,19 @@ def simulate_daily(accounts: int, days: int, start: datetime, seed: int, rules: 
     boundaries = [start + timedelta(days=day) for day in range(1, days + 1)]
     samples: list[Sample] = []
     seen = 0
+    billed: Counter[str] = Counter()  # what the worker's dunning_billed_amount_total counts (no repeats here)
 
     def take(at: datetime) -> None:
         nonlocal seen
-        samples.append(sample(simulation, at, seen, samples[-1] if samples else None))
+        samples.append(sample(simulation, at, seen, samples[-1] if samples else None, billed))
         seen = len(simulation.notices)
 
     for item in timeline(events, every, until):
         while len(samples) < len(boundaries) and boundaries[len(samples)] < item.occurred_at:
             take(boundaries[len(samples)])
         simulation.feed(item)
+        if item.type == "invoice.issued":
+            billed[item.currency] += item.amount
     while len(samples) < len(boundaries):
         take(boundaries[len(samples)])
     return simulation, samples
@@ -127,12 +154,13 @@ def render(samples: list[Sample], out: Path, title: str, aging_currency: str) ->
 
     days = [s.at for s in samples]
     currencies = sorted({c for s in samples for c in s.accounts_open})
-    kinds = sorted({k for s in samples for k in s.notices}, key=["reminder", "urgent_notice", "handoff"].index)
+    kinds = sorted({k for s in samples for k in s.notices}, key=NOTICE_KINDS.index)
+    reasons = sorted({r for s in samples for (c, r) in s.written_off if c == aging_currency})
     handoff_keys = sorted({k for s in samples for k in s.handoffs})
 
     plt.rcParams.update({"font.size": 12, "axes.titlesize": 15, "axes.titleweight": "bold",
                          "legend.fontsize": 11, "axes.grid": True, "grid.alpha": 0.3})
-    fig, axes = plt.subplots(2, 2, figsize=(16, 10), dpi=100)
+    fig, axes = plt.subplots(3, 2, figsize=(16, 15), dpi=100)
     fig.suptitle(title, fontsize=16)
 
     ax = axes[0][0]
@@ -164,6 +192,24 @@ def render(samples: list[Sample], out: Path, title: str, aging_currency: str) ->
     ax.set_title("Handoffs by target and action")
     ax.set_ylabel("hand-offs (cumulative)")
 
+    ax = axes[2][0]
+    for currency in currencies:
+        ax.plot(days, [bad_debt_rate(samples, i, currency) for i in range(len(samples))], linewidth=2.2,
+                label=currency)
+    ax.set_title("Bad-debt rate by currency (30 days)")
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
+    ax.set_ylabel("written off / billed, trailing 30 days")
+
+    ax = axes[2][1]
+    if reasons:
+        ax.stackplot(days, [[float(s.written_off[(aging_currency, r)]) for s in samples] for r in reasons],
+                     labels=[f"written off: {r}" for r in reasons], alpha=0.7)
+    for name, values in (("settled", [s.settled[aging_currency] for s in samples]),
+                         ("recovered", [s.recovered[aging_currency] for s in samples])):
+        ax.plot(days, [float(v) for v in values], linewidth=2.2, label=name)
+    ax.set_title(f"Written off, settled and recovered ({aging_currency})")
+    ax.set_ylabel(f"{aging_currency} (cumulative)")
+
     for row in axes:
         for ax in row:
             ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=5, maxticks=10))
@@ -182,7 +228,7 @@ def render(samples: list[Sample], out: Path, title: str, aging_currency: str) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--accounts", type=int, default=300)
-    parser.add_argument("--days", type=int, default=45)
+    parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--start", default="2026-11-01T00:00:00+08:00", help="aware RFC 3339 start time")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--rules", type=Path, default=REPO / "rules" / "default.yaml")
