@@ -28,7 +28,7 @@ from rules.engine.retention import remember, retire, settle_books
 from rules.engine.rulebook import Rulebook
 from rules.engine.settlement import Settlements
 from rules.engine.wakeup import Wakeups
-from rules.engine.writeoff import WriteOffs, debt_written_off
+from rules.engine.writeoff import WriteOffs, debt_written_off, targets
 from rules.model import Ruleset
 from rules.state import CASE_FILE_LIMIT, AccountState, InvoiceState, Outage, PlatformState
 from schemas.events import (
@@ -130,19 +130,21 @@ class Engine:
         state.dirty = True
         line = record(out, event.occurred_at, event.type, event_id, {})  # before the decisions the event causes
         outages = self.calendar.outages(platform, self.calendar.zone_of(state))
+        written = targets(state, event) if type(event) is DebtWrittenOff else None  # what the applier writes off
         line.detail = detail = apply(state, event, When(now, outages))
         moot = "ignored" in detail
-        settled = []
         if type(event) is PaymentReceived and state.arrangements and not moot:  # it may keep what a tick broke
             self.arrangements.rejudge(out, platform, event, now)
-            settled = self.settlements.paid_in_full(state, platform, now)
         elif type(event) in (PromiseToPayAgreed, SettlementAgreed) and not moot:
             self.arrangements.supersede(out, now, event.kind)
+        # A settlement is paid by a payment, or at its agreement by payments that arrived before it
+        settled = (self.settlements.paid_in_full(state, platform, now)
+                   if type(event) in (PaymentReceived, SettlementAgreed) and state.arrangements and not moot else [])
         moment = self.calendar.moment(state, platform, now)
         for settlement in settled:
             self.settlements.announce(out, moment, event_id, settlement)
-        if type(event) is DebtWrittenOff and not moot:
-            self.writeoffs.by_event(out, moment, event, detail)
+        if written and not moot:
+            self.writeoffs.by_event(out, moment, event, written)
         elif "recovered" in detail:
             self.writeoffs.recovered(out, moment, event, Decimal(detail["recovered"]))
         if event.type in self.rulebook.event and not moot:

@@ -27,20 +27,25 @@ def write_off(state: AccountState, invoices: list[InvoiceState], now: datetime) 
         state.written_off[invoice.currency] = state.written_off.get(invoice.currency, ZERO) + invoice.balance
 
 
+def targets(state: AccountState, event: DebtWrittenOff) -> list[InvoiceState]:
+    """The open invoices a debt.written_off names (absent: every open one)."""
+    if event.invoice_ids is None:
+        return [inv for inv in state.invoices.values() if inv.status == "open"]
+    return [state.invoices[i] for i in dict.fromkeys(event.invoice_ids)
+            if i in state.invoices and state.invoices[i].status == "open"]
+
+
 def debt_written_off(state: AccountState, event: DebtWrittenOff, when: When) -> dict[str, str]:
     """The applier: writes off the named open invoices (absent: every open one). Again, it changes nothing."""
     detail = {"reason": event.reason}
-    if event.invoice_ids is None:
-        targets = [inv for inv in state.invoices.values() if inv.status == "open"]
-    else:
+    if event.invoice_ids is not None:
         detail["invoice_ids"] = ",".join(event.invoice_ids)
-        targets = [state.invoices[i] for i in dict.fromkeys(event.invoice_ids)
-                   if i in state.invoices and state.invoices[i].status == "open"]
-    if not targets:
+    written = targets(state, event)
+    if not written:
         detail["ignored"] = "nothing open to write off"
         return detail
-    write_off(state, targets, when.now)
-    detail["invoice_ids"] = ",".join(inv.invoice_id for inv in targets)
+    write_off(state, written, when.now)
+    detail["invoice_ids"] = ",".join(inv.invoice_id for inv in written)
     return detail
 
 
@@ -51,14 +56,13 @@ class WriteOffs:
     def by_rule(self, out: Outcome, moment: Moment, cause: str, rule_id: str, reason: str, key: str,
                 facts: dict[str, object]) -> None:
         """A rule's write-off: the overdue invoices the rule saw."""
-        targets = [invoice for invoice, _, _ in moment.overdue]
-        write_off(out.state, targets, moment.now)
-        self.announce(out, moment.again(), cause, targets, reason, rule_id=rule_id, key=key, facts=facts)
+        overdue = [invoice for invoice, _, _ in moment.overdue]
+        write_off(out.state, overdue, moment.now)
+        self.announce(out, moment.again(), cause, overdue, reason, rule_id=rule_id, key=key, facts=facts)
 
-    def by_event(self, out: Outcome, moment: Moment, event: DebtWrittenOff, detail: dict[str, str]) -> None:
-        state = out.state
-        targets = [state.invoices[i] for i in detail["invoice_ids"].split(",")]
-        self.announce(out, moment, event.event_id, targets, event.reason, rule_id=None,
+    def by_event(self, out: Outcome, moment: Moment, event: DebtWrittenOff, written: list[InvoiceState]) -> None:
+        """Billing's write-off of `written` (what `targets` found open before the event was applied)."""
+        self.announce(out, moment, event.event_id, written, event.reason, rule_id=None,
                       key=f"write_off|{event.event_id}", facts={})
 
     def announce(self, out: Outcome, moment: Moment, cause: str, invoices: list[InvoiceState], reason: str, *,

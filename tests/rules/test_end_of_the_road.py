@@ -176,3 +176,20 @@ def test_the_state_keeps_written_off_amounts_not_invoices(make_harness):
     h.run_until("2026-06-03 11:00", "2026-07-20 00:00", every=timedelta(hours=6))
     assert h.state.invoices == {} and h.state.written_off == {"CNY": Decimal("300.00")}
     assert load_account(dump_account(h.state)) == h.state
+
+
+def test_a_settlement_paid_before_its_agreement_arrived_is_settled_when_it_arrives(make_harness):
+    h = make_harness(RULES % PERCENT)
+    h.invoice("2026-09-20 10:00", "I1", "800.00", "2026-10-01")
+    h.pay("2026-10-05 10:00", "P1", "500.00")  # made after the agreement (below), delivered before it
+    released = h.event("arrangement.agreed", "2026-10-04 18:00", arrangement_id="A1", kind="settlement",
+                       amount="500.00", by_date="2026-10-08")
+    assert [(n.kind, n.paid) for n in released if n.kind == "settlement"] == [
+        ("settlement", {"CNY": Decimal("500.00")})]
+
+
+def test_invoice_ids_are_taken_as_given_even_with_commas(make_harness):
+    h = make_harness(RULES % PERCENT)
+    h.invoice("2026-09-20 10:00", "I,1", "300.00", "2026-10-01")
+    released = h.event("debt.written_off", "2026-10-09 10:00", invoice_ids=["I,1"], reason="other")
+    assert [(n.kind, [i.invoice_id for i in n.invoices]) for n in released] == [("write_off", ["I,1"])]
