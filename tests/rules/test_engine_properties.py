@@ -38,11 +38,15 @@ def _event(kind: str, draw) -> dict:
         return {"invoice_id": invoice}
     if kind == "invoice.adjusted":
         return {"invoice_id": invoice, "amount": draw(money)}
+    if kind == "debt.written_off":
+        return draw(st.sampled_from([{"reason": "uncollectible"}, {"invoice_ids": [invoice], "reason": "fraud"}]))
     if kind == "account.updated":
         return draw(st.sampled_from([{"risk_tier": "high"}, {"risk_tier": "standard"},
                                      {"timezone": "America/New_York"}, {"opted_out_channels": ["sms"]}]))
     arrangement = {"arrangement_id": f"AR{draw(st.integers(0, 2))}"}
-    shape = draw(st.sampled_from(["promise_to_pay", "extension", "installments"]))
+    shape = draw(st.sampled_from(["promise_to_pay", "extension", "installments", "settlement"]))
+    if shape == "settlement":
+        return {**arrangement, "kind": shape, "by_date": draw(day), "amount": draw(money)}
     if shape == "promise_to_pay":
         return {**arrangement, "kind": shape, "promised_date": draw(day), "amount": draw(money)}
     if shape == "extension":
@@ -57,7 +61,7 @@ def _event(kind: str, draw) -> dict:
 def histories(draw):
     kinds = ["invoice.issued"] * 4 + ["payment.received"] * 3 + [
         "payment.failed", "dispute.opened", "dispute.resolved", "invoice.adjusted", "invoice.cancelled",
-        "account.updated", "arrangement.agreed"]
+        "account.updated", "arrangement.agreed", "debt.written_off"]
     count = draw(st.integers(min_value=1, max_value=18))
     minutes = sorted(draw(st.lists(st.integers(0, 50 * 24 * 60), min_size=count, max_size=count)))
     events = []
