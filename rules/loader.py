@@ -154,12 +154,14 @@ def parse_ruleset(text: str, source: str = "<rules>") -> Ruleset:
         raise RulesetError([_describe(error, document, source) for error in exc.errors()]) from None
 
 
-def load_ruleset(path: str | Path) -> Ruleset:
-    path = Path(path)
+def read_rules_file(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RulesetError([f"{path}: cannot read: {exc.strerror}"]) from None
     except UnicodeDecodeError:
         raise RulesetError([f"{path}: not UTF-8 text"]) from None
-    return parse_ruleset(text, str(path))
+
+
+def load_ruleset(path: str | Path) -> Ruleset:
+    return parse_ruleset(read_rules_file(Path(path)), str(path))

@@ -24,7 +24,7 @@ from typing import Any, Callable
 from pydantic import Field, ValidationError, model_validator
 
 from rules.engine import Engine, Outcome
-from rules.loader import RulesetError, _describe, _parse, parse_ruleset
+from rules.loader import RulesetError, _describe, _parse, parse_ruleset, read_rules_file
 from rules.model import Ruleset, _Strict
 from rules.state import AccountState, InvoiceState, PlatformState
 from schemas.events import InputEvent
@@ -137,13 +137,8 @@ def parse_policy(text: str, source: str, read: Callable[[str], str]) -> Policy:
 def load_policy(path: str | Path) -> Policy:
     """A policy file from disk; the rulesets an experiment names are read relative to it."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RulesetError([f"{path}: cannot read: {exc.strerror}"]) from None
-    except UnicodeDecodeError:
-        raise RulesetError([f"{path}: not UTF-8 text"]) from None
-    return parse_policy(text, str(path), lambda written: (path.parent / written).read_text(encoding="utf-8"))
+    return parse_policy(read_rules_file(path), str(path),
+                        lambda written: (path.parent / written).read_text(encoding="utf-8"))
 
 
 class PolicyEngine:
