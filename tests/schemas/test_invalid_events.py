@@ -277,7 +277,9 @@ def test_an_invalid_event_gives_one_dead_letter_with_its_bytes_origin_and_reason
 
 # --------------------------------------------------------------------------------------------- valid variants
 
-IDS = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=ID_MAX_LENGTH)
+# "*" is the platform's account: an account event for it is dead-lettered key_mismatch
+IDS = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=ID_MAX_LENGTH).filter(
+    lambda text: text != PLATFORM_ACCOUNT)
 
 
 def vary(value: Any, schema: dict[str, Any], defs: dict[str, Any], draw) -> Any:
