@@ -1,9 +1,10 @@
 """SASL/SCRAM over TLS, live: a private broker of this test's own (tools/kafka/kafka-local with KAFKA_STATE_DIR,
 KAFKA_EXTRA_CONFIG and KAFKA_FORMAT_ARGS) gets a SASL_SSL listener whose certificate the test makes (keytool, which
 comes with the Java the broker runs on: a CA, and a key and certificate for 127.0.0.1 signed by it, in a PKCS12
-keystore) and a SCRAM user. The worker, `dunning publish` and `dunning tail` are given only that listener: with the
-right credentials they process events and read the notices; with a wrong password, an unknown user or a CA that
-did not sign the broker's certificate the worker stops at once with exit 2 and one line saying which.
+keystore) and a SCRAM user, and an SSL listener (TLS alone). The worker, `dunning publish` and `dunning tail` are
+given only one of those listeners: with the right credentials (SCRAM-SHA-256, SCRAM-SHA-512, or TLS alone) they
+process events and read the notices; with a wrong password, an unknown user or a CA that did not sign the
+broker's certificate the worker stops at once with exit 2 and one line saying which.
 
 The broker keeps a PLAINTEXT listener too, which only the test's own kcat and probe use.
 """
@@ -40,6 +41,7 @@ FAILED = (b'{"event_id":"sec-2","type":"payment.failed","account_id":"SEC1",'
 class SecureBroker:
     plaintext: str  # for the test's own tools
     sasl_ssl: str   # for the worker and the CLI
+    ssl: str        # TLS without SASL
     cafile: Path
     other_cafile: Path  # a CA that signed nothing the broker has
 
@@ -79,12 +81,13 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBr
     root = tmp_path_factory.mktemp("secure-broker")
     cafile, other_cafile = make_ca(root, "test-ca"), make_ca(root, "other-ca")
     keystore = make_broker_keystore(root)
-    plain, controller, secure = free_port(), free_port(), free_port()
+    plain, controller, secure, tls = free_port(), free_port(), free_port(), free_port()
     extra = root / "sasl-ssl.properties"
     extra.write_text("\n".join([
-        f"listeners=PLAINTEXT://127.0.0.1:{plain},CONTROLLER://127.0.0.1:{controller},SASL_SSL://127.0.0.1:{secure}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{plain},SASL_SSL://127.0.0.1:{secure}",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+        f"listeners=PLAINTEXT://127.0.0.1:{plain},CONTROLLER://127.0.0.1:{controller},"
+        f"SASL_SSL://127.0.0.1:{secure},SSL://127.0.0.1:{tls}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{plain},SASL_SSL://127.0.0.1:{secure},SSL://127.0.0.1:{tls}",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL",
         "sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512",
         *(f"listener.name.sasl_ssl.{m}.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule "
           "required;" for m in ("scram-sha-256", "scram-sha-512")),
@@ -104,7 +107,7 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBr
 
     kafka_local("start")
     try:
-        yield SecureBroker(f"127.0.0.1:{plain}", f"127.0.0.1:{secure}", cafile, other_cafile)
+        yield SecureBroker(f"127.0.0.1:{plain}", f"127.0.0.1:{secure}", f"127.0.0.1:{tls}", cafile, other_cafile)
     finally:
         kafka_local("stop")
 
@@ -119,11 +122,15 @@ class SecureNamespace(Namespace):
         return {**super().env(state_dir, web_port), **self.secure}
 
 
-def credentials(broker: SecureBroker, mechanism: str = "SCRAM-SHA-512", user: str = USER,
+def credentials(broker: SecureBroker, mechanism: str | None = "SCRAM-SHA-512", user: str = USER,
                 password: str = PASSWORD, cafile: Path | None = None) -> dict[str, str]:
+    """The worker's settings for the SASL_SSL listener, or with no mechanism the SSL one."""
+    tls = {"DUNNING_SSL_CAFILE": str(cafile or broker.cafile)}
+    if mechanism is None:
+        return {"KAFKA_BOOTSTRAP_SERVERS": broker.ssl, "DUNNING_SECURITY_PROTOCOL": "SSL", **tls}
     return {"KAFKA_BOOTSTRAP_SERVERS": broker.sasl_ssl, "DUNNING_SECURITY_PROTOCOL": "SASL_SSL",
             "DUNNING_SASL_MECHANISM": mechanism, "DUNNING_SASL_USERNAME": user, "DUNNING_SASL_PASSWORD": password,
-            "DUNNING_SSL_CAFILE": str(cafile or broker.cafile)}
+            **tls}
 
 
 @pytest.fixture
@@ -138,8 +145,9 @@ def cli(namespace: SecureNamespace, *args: str, timeout: float = 120) -> subproc
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
-def test_with_the_right_credentials_the_worker_and_the_cli_work_over_sasl_ssl(secure_broker, secure_namespace,
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512", None], ids=["SCRAM-SHA-256", "SCRAM-SHA-512",
+                                                                                "SSL-only"])
+def test_with_the_right_credentials_the_worker_and_the_cli_work_over_tls(secure_broker, secure_namespace,
                                                                               tmp_path, mechanism):
     namespace = secure_namespace
     namespace.secure = credentials(secure_broker, mechanism)
