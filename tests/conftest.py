@@ -55,6 +55,9 @@ def kafka_bootstrap() -> str:
 # tested less than everything cannot look green. Run by hand without it, a skip stays a skip.
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--no-skip", action="store_true", help="report every skipped test as failed (make test)")
+    parser.addoption("--reliability", action="store_true",
+                     help="the fault tests at every kill point and the 1M-event soak (make reliability)")
+    parser.addoption("--reliability-out", help="write the fault and soak figures to this JSON file")
 
 
 def _fail_skip(report: pytest.TestReport | pytest.CollectReport, config: pytest.Config) -> None:

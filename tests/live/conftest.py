@@ -4,17 +4,63 @@ broker (tests/conftest.py's kafka_bootstrap), worker subprocesses, kcat, and a p
 Helpers live in livekit.py next to this file."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 
-from livekit import KCAT, Kcat, Namespace, Probe, Publisher, Worker
+from livekit import KCAT, Kcat, Namespace, PrivateBroker, Probe, Publisher, Worker
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "live_namespace(**options): Namespace options for this test "
-                                       "(partitions, session_timeout, commit_interval)")
+                                       "(partitions, session_timeout, commit_interval, private_broker: a "
+                                       "broker of the test's own, to stop)")
+    config.addinivalue_line("markers", "kill_points(quick, more): the test's kill_point values; `more` only "
+                                       "with --reliability (make reliability)")
+    config.reliability_figures = []
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("kill_points")
+    if marker is not None:
+        points = list(marker.kwargs["quick"])
+        if metafunc.config.getoption("reliability"):
+            points += marker.kwargs.get("more", [])
+        metafunc.parametrize("kill_point", points, ids=str)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    out = session.config.getoption("reliability_out")
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(reliability_summary(session.config.reliability_figures), indent=2) + "\n")
+
+
+def reliability_summary(figures: list[dict]) -> dict:
+    """The faults and the soak as recorded by the tests, and totals over the faults."""
+    faults = [figure for figure in figures if figure["fault"] != "soak"]
+    totals = {name: sum(figure[name] for figure in faults)
+              for name in ("messages", "dead_letters", "duplicates", "lost")}
+    return {"faults": faults, "fault_runs": len(faults), "fault_totals": totals,
+            "failed": [f"{figure['fault']}[{figure['kill_point']}]" for figure in faults if not figure["ok"]],
+            "soak": [figure for figure in figures if figure["fault"] == "soak"]}
+
+
+@pytest.fixture
+def reliability(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """Records a fault test's figures (audit-check's counts) for bench/results/reliability.json."""
+
+    def record(fault: str, report, **extra: object) -> None:
+        figure = {"fault": fault, "kill_point": str(request.node.callspec.params.get("kill_point", "-"))
+                  if hasattr(request.node, "callspec") else "-",
+                  "ok": report.ok, "messages": report.inputs, "dead_letters": report.dead_lettered,
+                  "duplicates": report.repeated_notices, "redelivered": report.redelivered, "lost": report.lost,
+                  "notices": report.distinct_notices, **extra}
+        request.config.reliability_figures.append(figure)
+
+    return record
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -31,9 +77,14 @@ def namespace(kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureReque
         pytest.skip("kcat not installed (Debian package kafkacat; make test installs it)")
     marker = request.node.get_closest_marker("live_namespace")
     options = {"partitions": 3, "session_timeout": 6.0, **(marker.kwargs if marker else {})}
-    ns = Namespace(bootstrap=kafka_bootstrap, root=tmp_path, **options)
+    broker = PrivateBroker(tmp_path).start() if options.pop("private_broker", False) else None
+    ns = Namespace(bootstrap=broker.bootstrap if broker else kafka_bootstrap, root=tmp_path, broker=broker,
+                   **options)
     yield ns
-    ns.cleanup()
+    if broker is not None:
+        broker.stop()  # its topics go with its state directory
+    else:
+        ns.cleanup()
 
 
 @pytest.fixture

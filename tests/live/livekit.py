@@ -30,6 +30,7 @@ from rules.state import AccountState, dump_account
 from schemas.events import PLATFORM_ACCOUNT, InputEvent, parse_event, tick
 from schemas.export import SCHEMA_DIR
 from schemas.notices import Notice
+from streams.audit_check import Report, check_broker
 from streams.generate import generate, to_jsonl_bytes
 from streams.live import group_caught_up, trail_differences, trails
 from streams.settings import DEFAULT_RULES, Settings, TopicNames
@@ -83,6 +84,7 @@ class Namespace:
     partitions: int = 3
     session_timeout: float = 6.0
     commit_interval: float | None = None  # None: the worker's default (1 s)
+    broker: "PrivateBroker | None" = None  # the test's own broker, when it stops one
     prefix: str = field(default_factory=lambda: f"live-{uuid.uuid4().hex[:10]}")
 
     def __post_init__(self) -> None:
@@ -151,6 +153,7 @@ class Worker:
         self.proc: subprocess.Popen | None = None
         self._log_from = 0
         self.starts = 0
+        self.env: dict[str, str] = {}  # on top of the namespace's (a ruleset: DUNNING_RULES)
 
     def is_member(self, url: str) -> bool:
         """Whether a group member's Faust URL (http://host:web_port) is this worker's."""
@@ -165,8 +168,9 @@ class Worker:
         self._log_from = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             log.write(f"\n===== live test: start #{self.starts + 1} of {self.name} =====\n".encode())
-            self.proc = subprocess.Popen([str(DUNNING), "worker"], cwd=REPO, env=self.namespace.env(
-                self.state_dir, self.web_port), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            env = {**self.namespace.env(self.state_dir, self.web_port), **self.env}
+            self.proc = subprocess.Popen([str(DUNNING), "worker"], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT)
         self.starts += 1
         if wait:
             self.wait_ready(timeout)
@@ -208,6 +212,10 @@ class Worker:
                 raise AssertionError(f"{self.name} did not stop within {timeout:.0f} s of SIGTERM\n" + self.tail())
         return self.proc.returncode if self.proc else None
 
+    def stop(self, signal_name: str) -> None:
+        """Stops the worker with SIGKILL ("KILL") or SIGTERM ("TERM")."""
+        self.kill() if signal_name == "KILL" else self.terminate()
+
     def restart(self, wait: bool = True) -> "Worker":
         self.terminate()
         return self.start(wait=wait)
@@ -215,6 +223,31 @@ class Worker:
     def tail(self, lines: int = 60) -> str:
         text = self.log_text(since_start=False).splitlines()[-lines:]
         return f"----- last {len(text)} lines of {self.log_path} -----\n" + "\n".join(text)
+
+
+# --------------------------------------------------------------------------------------------- private broker
+
+class PrivateBroker:
+    """A second kafka-local broker with its own state directory and port, for a test that stops it."""
+
+    def __init__(self, root: Path):
+        self.port = free_port()
+        self.env = {**os.environ, "KAFKA_STATE_DIR": str(root / "kafka"), "KAFKA_PORT": str(self.port),
+                    "KAFKA_CONTROLLER_PORT": str(free_port())}
+        self.env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+        self.bootstrap = f"127.0.0.1:{self.port}"
+
+    def _run(self, command: str) -> None:
+        proc = subprocess.run([str(REPO / "tools" / "kafka" / "kafka-local"), command], cwd=REPO, env=self.env,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180)
+        assert proc.returncode == 0, f"kafka-local {command} failed:\n{proc.stdout}\n{proc.stderr}"
+
+    def start(self) -> "PrivateBroker":
+        self._run("start")
+        return self
+
+    def stop(self) -> None:
+        self._run("stop")
 
 
 # --------------------------------------------------------------------------------------------- kcat
@@ -353,12 +386,26 @@ class Probe:
         eventually(check, timeout, f"the group {self.namespace.app_id} to commit every input message",
                    on_timeout=lambda: "\n".join(w.tail(30) for w in workers))
 
+    def committed(self, topics: Iterable[str]) -> int:
+        """The sum of the worker group's committed offsets on these topics: how many messages it has done."""
+        from aiokafka import TopicPartition
+
+        partitions = [TopicPartition(t, p) for t in topics for p in range(self.namespace.partitions)]
+        offsets = self.loop.run_until_complete(self.admin.list_consumer_group_offsets(
+            self.namespace.app_id, partitions=partitions))
+        return sum(max(0, meta.offset) for meta in offsets.values() if meta is not None)
+
     def end_offsets(self, topics: Iterable[str]) -> int:
         """The sum of the end offsets of these topics' partitions: how many messages they hold."""
         from aiokafka import TopicPartition
 
         partitions = [TopicPartition(t, p) for t in topics for p in range(self.namespace.partitions)]
         return sum(self.loop.run_until_complete(self.consumer.end_offsets(partitions)).values())
+
+    def group_state(self) -> str:
+        """The worker group's state as the coordinator reports it (Stable, PreparingRebalance, ...)."""
+        [response] = self.loop.run_until_complete(self.admin.describe_consumer_groups([self.namespace.app_id]))
+        return response.groups[0][2]
 
     def assignment(self) -> list[tuple[str, set[tuple[str, int]]]]:
         """Per member of the stable group: its Faust URL (http://host:web_port, which worker it is) and the input
@@ -597,3 +644,12 @@ def compare_audit(live: dict[str, list[bytes]], simulation: Simulation) -> None:
     differences = trail_differences(live, expected)
     assert not differences, (f"{len(differences)} of {len(expected)} accounts' audit trails differ from the "
                              "simulator's:\n" + "\n".join(f"{a}: {d}" for a, d in list(differences.items())[:20]))
+
+
+def audit_check(namespace: Namespace, expected: list[Notice] | None) -> Report:
+    """`dunning audit-check` over the namespace's topics: every input message applied or dead-lettered, no notice
+    twin differs, and the notices are `expected` (the simulator's). Fails naming the violations."""
+    report = asyncio.run(check_broker(namespace.settings, simulate=False, expected=expected))
+    print(report.render())
+    assert report.ok, report.render()
+    return report
