@@ -159,6 +159,9 @@ def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
         acknowledged_at = time.time()
         await write_state(result)  # after the notices it records as sent
         metrics.record(result, acknowledged_at)
+        owned = owned_partitions()
+        if result.platforms and owned:  # a partition's clock moved: it may run a policy published since
+            metrics.ruleset.info({"version": processor.running_versions(owned, platforms)})
         for letter in result.dead_letters:
             log.warning("dead letter: %s at %s/%d@%d: %s", letter.reason, letter.origin.topic,
                         letter.origin.partition, letter.origin.offset, letter.message)

@@ -130,7 +130,9 @@ class WorkerMetrics:
                                registry=registry)
         self.owned = Gauge("dunning_owned_partitions", "Partitions of each input topic this worker owns",
                            registry=registry)
-        Info("dunning_ruleset", "The ruleset the worker runs", registry=registry).info({"version": ruleset_version})
+        self.ruleset = Info("dunning_ruleset", "The ruleset (or experiment) the worker's partitions run",
+                            registry=registry)
+        self.ruleset.info({"version": ruleset_version})
         # What each experiment variant and rule achieves (variant "" outside an experiment); `dunning report`
         # gives the rates with their intervals from the audit trail.
         self.contacts = Counter("dunning_contacts", "Reminders, urgent notices and offers sent, by experiment "

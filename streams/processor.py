@@ -360,6 +360,10 @@ class Processor:
     def platform_of(self, partition: int, platforms: Store) -> PlatformState:
         return self._platform(partition, platforms)
 
+    def running_versions(self, partitions: Iterable[int], platforms: Store) -> str:
+        """The versions of the policies the partitions run now (one, but for a moment around a switch)."""
+        return ", ".join(sorted({self.engine_of(p, self._platform(p, platforms)).version for p in partitions}))
+
     def last_tick(self, partitions: Iterable[int], platforms: Store) -> float | None:
         clocks = [self._platform(p, platforms).clock for p in partitions]
         return max((clock.timestamp() for clock in clocks if clock is not None), default=None)

@@ -16,6 +16,7 @@ from livekit import (
     compare_audit,
     compare_notices,
     generated,
+    get,
     phases,
     schedule,
     wait_assignment,
@@ -102,3 +103,6 @@ def test_a_published_ruleset_switches_every_partition_at_the_first_tick_after_it
     print(f"{len(live)} notices, {len(across)} day-1 episodes, {len(withdrawn)} waiting notices withdrawn at the "
           f"switch; split {shares}")
     assert withdrawn and {datetime.fromisoformat(line["at"]) for line in withdrawn} == {first_tick_after}
+    for worker in (a, b):
+        status, body = get(f"http://127.0.0.1:{worker.web_port}/metrics")
+        assert status == 200 and b'dunning_ruleset_info{version="2026.12-challenger"} 1.0' in body, worker.name
