@@ -64,13 +64,15 @@ def _line(entry: dict[str, Any], zone: ZoneInfo) -> list[str]:
     detail = dict(entry["detail"])
     what = entry["what"]
     if what.startswith("notice."):
-        rule = detail.pop("rule_id")
+        rule = detail.pop("rule_id", None)  # none on a decision no rule made
         if what == "notice.handoff":
             head = f"HANDOFF {detail.pop('action')} -> {detail.pop('to')}"
-        else:
+        elif "channel" in detail:
             head = f"{what.removeprefix('notice.').upper()} via {detail.pop('channel')} " \
                    f"(template {detail.pop('template')})"
-        body = [f"{head}  [{entry['id']}]", f"    rule {rule}"]
+        else:  # a decision to billing: its amounts are on the decision line before it
+            head = what.removeprefix("notice.").upper()
+        body = [f"{head}  [{entry['id']}]"] + ([f"    rule {rule}"] if rule else [])
         body += [f"    {name.replace('_', ' ')}: {value}" for name, value in detail.items()]
     elif what.startswith("decision."):
         body = [f"{what.removeprefix('decision.')}: {entry['id']}  " + " ".join(f"{k}={v}" for k, v in detail.items())]

@@ -75,6 +75,16 @@ def test_explain_shows_each_notice_with_its_rule_and_facts(tmp_path, capsys):
     assert "HANDOFF open -> collector" in out[out.index("account B"):]
 
 
+def test_explain_shows_write_offs_and_recoveries_no_rule_made(capsys):
+    events = REPO / "tests" / "scenarios" / "29-recovery-after-write-off" / "events.jsonl"
+    assert main(["simulate", "--rules", DEFAULT_RULES, "--events", str(events), "--until",
+                 "2026-12-10T00:00:00+08:00", "--explain"]) == 0
+    out = capsys.readouterr().out
+    assert "written_off: n-" in out and "reason=uncollectible written_off=500.00 CNY invoice_ids=R1-I1" in out
+    assert "  WRITE_OFF  [n-" in out and out.count("  RECOVERY  [n-") == 2
+    assert "recovered: R1-P2  recovered=300.00 CNY" in out
+
+
 def test_a_bad_ruleset_stops_simulate_with_the_checker_message(tmp_path, capsys):
     rules = tmp_path / "bad.yaml"
     rules.write_text('version: "1"\ndefaults: {timezone: Mars/Base, currency: CNY}\nrules: []\n')
