@@ -105,7 +105,7 @@ def one_line(notice: Notice) -> str:
         what = " ".join([notice.kind.upper()] + [f"{name}={amount} {currency}" for name in ("paid", "written_off")
                                                  for currency, amount in (getattr(notice, name) or {}).items()])
     return (f"{notice.issued_at.isoformat(timespec='minutes')}  {notice.account_id:<12} {what:<44} "
-            f"rule={notice.rule_id} dpd={notice.days_past_due} overdue={owed}  [{notice.notice_id}]")
+            f"rule={notice.rule_id or '-'} dpd={notice.days_past_due} overdue={owed}  [{notice.notice_id}]")
 
 
 def reader(settings: Settings, topics: Iterable[str], from_beginning: bool) -> AIOKafkaConsumer:
