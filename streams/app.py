@@ -182,6 +182,10 @@ def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
         tables["restored"] = False
         processor.forget_partitions()
 
+    @app.on_before_shutdown.connect
+    async def close_feed(app: faust.App, **kwargs) -> None:  # noqa: ARG001 - Faust's signal signature
+        await feed.stop()
+
     @app.on_rebalance_complete.connect
     async def restored(app: faust.App, **kwargs) -> None:  # noqa: ARG001 - sent once recovery is done
         processor.forget_partitions()
