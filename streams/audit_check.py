@@ -201,7 +201,7 @@ def check(inputs: Iterable[Message], dead_letters: Iterable[Message], notices: I
                 report.violation("notice_unaudited", f"{_at(message)}: notice {notice_id} has no audit line")
         elif first[notice_id][0] != content:
             report.violation("notice_twin", f"notice {notice_id} at {first[notice_id][1]} and at {_at(message)} "
-                                            "differ in content")
+                                            f"differ in {_differing(first[notice_id][0], content)}")
     report.distinct_notices = len(first)
     for notice_id in audited_notices.keys() - first.keys():
         report.violation("notice_missing", f"the audit line at {audited_notices[notice_id]} records notice "
@@ -209,6 +209,13 @@ def check(inputs: Iterable[Message], dead_letters: Iterable[Message], notices: I
     if expected is not None:
         _compare(report, first, expected)
     return report
+
+
+def _differing(one: str, other: str) -> str:
+    """The top-level fields in which two notices' JSON differ, with both values (cut short)."""
+    a, b = json.loads(one), json.loads(other)
+    return "; ".join(f"{name}: {json.dumps(a.get(name))[:200]} vs {json.dumps(b.get(name))[:200]}"
+                     for name in sorted(a.keys() | b.keys()) if a.get(name) != b.get(name))
 
 
 def _platform_applied(event: InputEvent, state: PlatformState | None) -> bool:

@@ -112,8 +112,10 @@ class Episodes:
                                invoice_id=event.__dict__.get("invoice_id"))
 
     def arrangement_broken(self, out: Outcome, moment: Moment, arrangement: ArrangementState) -> None:
-        """The engine's own event: rules `on: arrangement.broken` fire as for an account event."""
-        self._fire_event_rules(out, moment, ARRANGEMENT_BROKEN, f"{arrangement.arrangement_id}:broken",
+        """The engine's own event: rules `on: arrangement.broken` fire as for an account event. Its id names the
+        day of the break: a plan restored by a late payment and broken again is broken anew, with new notices."""
+        self._fire_event_rules(out, moment, ARRANGEMENT_BROKEN,
+                               f"{arrangement.arrangement_id}:broken:{moment.today.isoformat()}",
                                {"arrangement_kind": arrangement.kind}, arrangement_id=arrangement.arrangement_id)
 
     def _fire_event_rules(

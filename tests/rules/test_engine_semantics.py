@@ -232,6 +232,18 @@ def test_an_installment_paid_in_time_whose_payment_arrives_after_midnight_restor
     assert plan.status == "kept" and invoice.status == "paid"
 
 
+def test_a_plan_restored_after_its_broken_notice_went_and_broken_again_is_told_anew(harness: Harness):
+    broken_plan(harness)
+    first = [n for n in harness.run_until("2026-10-21 02:00", "2026-10-21 10:00") if n.rule_id == "promise-broken"]
+    assert len(first) == 1  # sent at 08:00
+    harness.pay("2026-10-20 23:50", "P1", "150.00")  # paid on the due date, delivered after the notice went
+    assert harness.state.arrangements["AR1"].status == "active"
+    again = [n for n in harness.run_until("2026-10-21 11:00", "2026-11-22 10:00") if n.rule_id == "promise-broken"]
+    # the second installment was missed: a new break, a new notice, not the first one's id with other content
+    assert len(again) == 1 and again[0].notice_id != first[0].notice_id
+    assert again[0].trigger.event_id == "AR1:broken:2026-11-21"
+
+
 def test_payment_without_invoice_goes_to_the_oldest_effective_due_date(harness: Harness, make_harness):
     broken_plan(harness)  # I1 was due 10-10; its remainder fell due 10-20
     harness.invoice("2026-10-21 02:00", "I2", "100.00", "2026-10-15")

@@ -198,7 +198,8 @@ def test_a_notice_twin_with_different_content_fails(clean: Run, expected):
     assert report.repeated_notices == 2
     assert report.violations["notice_twin"] == [
         f"notice {twin['notice_id']} at {first.topic}/{first.partition}@{first.offset} and at "
-        f"{first.topic}/{first.partition}@10001 differ in content".replace("@10001", "@10000")]
+        f"{first.topic}/{first.partition}@10000 differ in days_past_due: {twin['days_past_due'] - 1} vs "
+        f"{twin['days_past_due']}"]
 
 
 def test_a_notice_the_audit_records_but_no_topic_carries_fails(clean: Run):
