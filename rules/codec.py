@@ -16,7 +16,7 @@ import typing
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Generic, TypeVar
+from typing import Any, Callable, Generic, TypeVar
 
 import cramjam
 import msgpack
@@ -134,12 +134,16 @@ COMPRESS_ABOVE = 256  # bytes; below this lz4 gains little and costs a call
 
 
 class Codec(Generic[T]):
-    """Bytes for one dataclass type: a version byte, then msgpack, lz4-compressed when that makes it smaller."""
+    """Bytes for one dataclass type: a version byte, then msgpack, lz4-compressed when that makes it smaller.
 
-    def __init__(self, cls: type[T], version: int):
+    `upgrades` reads older layouts: version -> a function turning its stored array into the current layout's."""
+
+    def __init__(self, cls: type[T], version: int,
+                 upgrades: dict[int, Callable[[list[Any]], list[Any]]] | None = None):
         if not 0 < version < _COMPRESSED:
             raise ValueError("the version takes 7 bits")
         self.cls, self.version = cls, version
+        self.upgrades = upgrades or {}
         self._dump, self._load = _Generator().build(cls)
         self._head, self._squeezed_head = bytes([version]), bytes([version | _COMPRESSED])
         self._packer = msgpack.Packer(use_bin_type=True)
@@ -154,11 +158,15 @@ class Codec(Generic[T]):
 
     def decode(self, raw: bytes) -> T:
         head = raw[0] if raw else None
-        if head == self.version:
-            body = memoryview(raw)[1:]
-        elif head == self.version | _COMPRESSED:
-            body = cramjam.lz4.decompress_block(memoryview(raw)[1:])
-        else:
-            found = "nothing" if head is None else head & ~_COMPRESSED
-            raise CodecError(f"{self.cls.__name__}: stored layout version {found}, this code reads {self.version}")
-        return self._load(msgpack.unpackb(body, raw=False))
+        version = None if head is None else head & ~_COMPRESSED
+        if version != self.version and version not in self.upgrades:
+            found = "nothing" if head is None else version
+            raise CodecError(f"{self.cls.__name__}: stored layout version {found}, this code reads "
+                             f"{', '.join(map(str, sorted([*self.upgrades, self.version])))}")
+        body = memoryview(raw)[1:]
+        if head & _COMPRESSED:
+            body = cramjam.lz4.decompress_block(body)
+        stored = msgpack.unpackb(body, raw=False)
+        if version != self.version:
+            stored = self.upgrades[version](stored)
+        return self._load(stored)

@@ -10,7 +10,7 @@ case file only while a delinquency episode is open.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -159,8 +159,19 @@ class PlatformState:
     revision: int = 0
 
 
-# Version 2 of the stored layout (2: settlements and write-offs); a change of fields gets a new version (see rules.codec).
-_account_codec: Codec[AccountState] = Codec(AccountState, 2)
+def _from_layout_1(stored: list[Any]) -> list[Any]:
+    """Layout 1 had no settlements or write-offs: an arrangement lacked its last three fields (settle, balance,
+    rule_id) and the account its written_off amounts."""
+    names = [f.name for f in fields(AccountState)]
+    for arrangement in stored[names.index("arrangements")].values():
+        arrangement.extend([{}, {}, None])
+    stored.insert(names.index("written_off"), {})
+    return stored
+
+
+# Version 2 of the stored layout (2: settlements and write-offs; 1 is read and upgraded); a change of fields gets
+# a new version (see rules.codec).
+_account_codec: Codec[AccountState] = Codec(AccountState, 2, upgrades={1: _from_layout_1})
 _platform_codec: Codec[PlatformState] = Codec(PlatformState, 1)
 
 

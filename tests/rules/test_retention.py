@@ -1,10 +1,16 @@
 """An account's state holds what decisions need, not its history: it stays small however old the account is."""
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
+
+from rules.engine import Engine
+from rules.loader import load_ruleset
+from rules.simulator import Simulation
 
 from rules.state import CASE_FILE_LIMIT, REDELIVERY_FLOOR, dump_account, load_account
+from schemas.events import parse_event
 from tests.rules.conftest import Harness
 
 
@@ -107,8 +113,27 @@ def test_the_codec_keeps_every_field_and_refuses_another_layout(harness: Harness
     raw = dump_account(harness.state)
     assert raw[0] & 0x7F == 2 and load_account(raw) == harness.state
     try:
-        load_account(bytes([1]) + raw[1:])
+        load_account(bytes([3]) + raw[1:])
     except ValueError as exc:
-        assert "version 1" in str(exc)
+        assert "version 3" in str(exc)
     else:
         raise AssertionError("a value of another layout version was read")
+
+
+def test_a_state_stored_by_layout_1_is_read_as_the_same_state_today():
+    """A worker upgraded over stored states reads them: layout 1 lacked the settlement and write-off fields."""
+    data = Path(__file__).parent / "data" / "account-layout-1.txt"
+    stored = dict(line.split() for line in data.read_text().splitlines() if line and not line.startswith("#"))
+    scenarios = Path(__file__).resolve().parents[1] / "scenarios"
+    events = sorted((parse_event(line) for folder in ("04-partial-payment-recall", "08-promise-kept",
+                                                      "10-installments-kept")
+                     for line in (scenarios / folder / "events.jsonl").read_bytes().splitlines() if line.strip()),
+                    key=lambda event: event.occurred_at)
+    simulation = Simulation(Engine(load_ruleset(scenarios.parents[1] / "rules" / "default.yaml")))
+    simulation.run(events, timedelta(hours=1), datetime.fromisoformat("2026-10-20T00:00:00+08:00"))
+    assert set(stored) == {"K1", "L1", "P1"} and simulation.accounts["K1"].arrangements
+    assert simulation.accounts["L1"].arrangements
+    for account, text in stored.items():
+        raw = bytes.fromhex(text)
+        assert raw[0] & 0x7F == 1
+        assert load_account(raw) == simulation.accounts[account]
