@@ -67,8 +67,9 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def render(report: PolicyReport) -> str:
     cured = [f"cured {d}d" for d in WINDOWS]
     header = ["variant", "accounts", "episodes", "contacts", *cured, "median days", "contacts/cure", "roll 1-30>31+"]
-    lines = [f"dunning report as of {report.horizon.isoformat()} (cure: the episode ended by a payment; rates "
-             "count only episodes old enough to judge)", "",
+    as_of = report.horizon.isoformat(timespec="seconds")
+    lines = [f"dunning report as of {as_of} (cure: the episode ended by a payment; rates count only episodes old "
+             "enough to judge)", "",
              _table(header, [_row(name, figures, report.accounts.get(name)) for name, figures in
                              report.variants.items()])]
     for comparison in report.comparisons:
@@ -92,7 +93,7 @@ def as_json(report: PolicyReport) -> dict[str, Any]:
                 "median_days_to_cure": f.median_days_to_cure, "notices_per_cure": f.per_cure,
                 "roll": {step: {"rolled": r.cured, "judged": r.judged, "rate": r.value} for step, r in f.roll.items()}}
 
-    return {"as_of": report.horizon.isoformat(), "accounts": report.accounts,
+    return {"as_of": report.horizon.isoformat(timespec="seconds"), "accounts": report.accounts,
             "variants": {name: figures(f) for name, f in report.variants.items()},
             "rules": {variant: {rule: figures(f) for rule, f in rules.items()}
                       for variant, rules in report.rules.items()},

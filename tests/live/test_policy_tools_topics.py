@@ -1,5 +1,5 @@
-"""`dunning backtest` without --events reads the time range from the real input topics and says what it says on
-the same events from a file."""
+"""`dunning backtest` without --events reads the time range from the real input topics, and `dunning report` without
+--audit reads the audit topic: each says what it says on the same lines from a file."""
 from __future__ import annotations
 
 import asyncio
@@ -56,3 +56,29 @@ def test_backtest_reads_the_input_topics(namespace, kcat, tmp_path):
     assert from_topics.stdout == from_file.stdout
     in_range = sum(1 for line in lines if START + timedelta(days=7) <= parse_event(line).occurred_at)
     assert f": {in_range} events, " in from_topics.stdout and in_range < len(lines)
+
+
+def test_report_reads_the_audit_topic(namespace, kcat, tmp_path):
+    from datetime import timedelta as days
+
+    from rules.policy import PolicyEngine, load_policy
+    from rules.simulator import Simulation
+
+    simulation = Simulation(PolicyEngine(load_policy(REPO / "rules" / "examples" / "experiment.yaml")), audit=[])
+    simulation.run([parse_event(line) for line in to_jsonl_bytes(generate(60, 30, START, 3))], days(hours=1),
+                   START + days(days=50))
+    records = [(record.account_id.encode(), record.to_json()) for record in simulation.audit]
+    asyncio.run(ensure_topics(namespace.settings))
+    kcat.produce_many({(namespace.topics.audit, None): records})
+    eventually(lambda: asyncio.run(readable(namespace, {namespace.topics.audit: len(records)})), 60,
+               "the audit topic to read back", every=1)
+    audit = tmp_path / "audit.jsonl"
+    audit.write_bytes(b"".join(value + b"\n" for _, value in records))
+    env = namespace.env(tmp_path / "state", 6066)
+    from_topic = subprocess.run([str(DUNNING), "report"], cwd=REPO, env=env, capture_output=True, text=True,
+                                timeout=120)
+    from_file = subprocess.run([str(DUNNING), "report", "--audit", str(audit)], cwd=REPO, env=env,
+                               capture_output=True, text=True, timeout=120)
+    assert from_topic.returncode == 0 and from_file.returncode == 0, from_topic.stderr + from_file.stderr
+    assert from_topic.stdout == from_file.stdout
+    assert "challenger" in from_topic.stdout and "champion" in from_topic.stdout
