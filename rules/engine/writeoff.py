@@ -55,8 +55,11 @@ class WriteOffs:
 
     def by_rule(self, out: Outcome, moment: Moment, cause: str, rule_id: str, reason: str, key: str,
                 facts: dict[str, object]) -> None:
-        """A rule's write-off: the overdue invoices the rule saw."""
+        """A rule's write-off: the overdue invoices the rule saw (an event rule may see none)."""
         overdue = [invoice for invoice, _, _ in moment.overdue]
+        if not overdue:
+            record(out, moment.now, "decision.suppressed", rule_id, {"reason": "nothing overdue to write off"})
+            return
         write_off(out.state, overdue, moment.now)
         self.announce(out, moment.again(), cause, overdue, reason, rule_id=rule_id, key=key, facts=facts)
 

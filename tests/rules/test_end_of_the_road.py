@@ -193,3 +193,15 @@ def test_invoice_ids_are_taken_as_given_even_with_commas(make_harness):
     h.invoice("2026-09-20 10:00", "I,1", "300.00", "2026-10-01")
     released = h.event("debt.written_off", "2026-10-09 10:00", invoice_ids=["I,1"], reason="other")
     assert [(n.kind, [i.invoice_id for i in n.invoices]) for n in released] == [("write_off", ["I,1"])]
+
+
+def test_an_event_rule_writing_off_with_nothing_overdue_writes_off_nothing(make_harness):
+    h = make_harness((RULES % PERCENT) + """\
+  - id: fraud-flag
+    on: dispute.opened
+    emit: {kind: write_off, reason: fraud}
+""")
+    h.invoice("2026-09-20 10:00", "I1", "300.00", "2026-10-01")
+    assert h.event("dispute.opened", "2026-09-25 10:00", invoice_id="I1") == []
+    assert h.state.written_off == {} and h.state.invoices["I1"].status == "open"
+    assert any(line.what == "decision.suppressed" and line.id == "fraud-flag" for line in h.audit)
