@@ -4,7 +4,7 @@ VENV   := .venv
 STAMP  := $(VENV)/.installed
 KAFKA  := tools/kafka/kafka-local
 
-.PHONY: venv broker-start broker-stop broker-status test demo bench
+.PHONY: venv broker-start broker-stop broker-status test demo bench reliability
 
 venv: $(STAMP)
 
@@ -27,6 +27,13 @@ broker-status:
 test: venv
 	@tools/install-test-deps
 	$(VENV)/bin/python -m pytest -q --no-skip
+
+# the fault tests at every kill point and a soak of 1M events (5% bad) through one worker, about 30 minutes;
+# writes bench/results/reliability.json (README, "Guarantees")
+reliability: venv
+	@tools/install-test-deps
+	$(VENV)/bin/python -m pytest -q --no-skip --reliability --reliability-out bench/results/reliability.json \
+		tests/live/test_crash.py tests/live/test_faults.py tests/live/test_soak.py
 
 # a month of generated billing for 300 accounts through a live worker on the local broker
 demo: venv broker-start

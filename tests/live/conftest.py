@@ -5,6 +5,7 @@ Helpers live in livekit.py next to this file."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -43,7 +44,8 @@ def reliability_summary(figures: list[dict]) -> dict:
     faults = [figure for figure in figures if figure["fault"] != "soak"]
     totals = {name: sum(figure[name] for figure in faults)
               for name in ("messages", "dead_letters", "duplicates", "lost")}
-    return {"faults": faults, "fault_runs": len(faults), "fault_totals": totals,
+    return {"generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": "make reliability",
+            "faults": faults, "fault_runs": len(faults), "fault_totals": totals,
             "failed": [f"{figure['fault']}[{figure['kill_point']}]" for figure in faults if not figure["ok"]],
             "soak": [figure for figure in figures if figure["fault"] == "soak"]}
 
