@@ -74,8 +74,7 @@ def workload(namespace, seed: int, tick_phase: int = 4) -> Workload:
 
 
 def notice_count(probe, namespace) -> int:
-    topics = namespace.topics
-    return probe.end_offsets((topics.reminders, topics.urgent_notices, topics.handoffs))
+    return probe.end_offsets(namespace.topics.notices)
 
 
 def wait_for_notices(probe, namespace, before: int, count: float) -> None:

@@ -85,7 +85,7 @@ class Run:
 
     def verdict(self, expected=None, **replaced: list[Message]):
         read = dict(inputs=self.broker.read(*TOPICS.inputs), dead_letters=self.broker.read(TOPICS.dead_letter),
-                    notices=self.broker.read(TOPICS.reminders, TOPICS.urgent_notices, TOPICS.handoffs),
+                    notices=self.broker.read(*TOPICS.notices),
                     audit=self.broker.read(TOPICS.audit), platform=self.broker.read("platform-changelog"))
         read.update(replaced)
         return check(**read, expected=expected)
@@ -203,7 +203,7 @@ def test_a_notice_twin_with_different_content_fails(clean: Run, expected):
 
 
 def test_a_notice_the_audit_records_but_no_topic_carries_fails(clean: Run):
-    notices = clean.broker.read(TOPICS.reminders, TOPICS.urgent_notices, TOPICS.handoffs)
+    notices = clean.broker.read(*TOPICS.notices)
     report = clean.verdict(notices=notices[1:])
     assert report.counts == {"notice_missing": 1} and report.lost == 1
     assert json.loads(notices[0].value)["notice_id"] in report.violations["notice_missing"][0]
