@@ -96,8 +96,10 @@ async def run(args: argparse.Namespace) -> int:
     audit_differences = trail_differences(audit, trails((r.account_id, r.to_json()) for r in simulation.audit))
     kinds = Counter(n.kind for n in simulation.notices)
     print(f"\ndemo: published {len(events)} events and their ticks in {elapsed:.0f} s")
+    decisions = kinds["settlement"] + kinds["write_off"] + kinds["recovery"]
     print(f"demo: notices: {kinds['reminder']} reminders, {kinds['urgent_notice']} urgent notices, "
-          f"{kinds['handoff']} handoffs")
+          f"{kinds['handoff']} handoffs, {kinds['offer']} settlement offers, {decisions} decisions to billing "
+          "(settlements, write-offs, recoveries)")
     missing, extra = set(expected) - set(live), set(live) - set(expected)
     verdict = "the same notices" if not missing and not extra else f"{len(missing)} missing, {len(extra)} extra"
     print(f"demo: live worker vs `dunning simulate` on the same input: {verdict}")
