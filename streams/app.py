@@ -218,9 +218,12 @@ def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
             return web.json({"error": f"no account {account_id!r} here"}, status=404)
         partition, _ = account_header(raw)
         platform = processor.platform_of(partition, platforms)
-        report = account_report(processor.engine_of(partition, platform), decode_account(raw), platform,
-                                platform.clock, audit_topic=settings.topic.audit)
-        return web.json({**report, "partition": partition, "served_by": settings.canonical_url})
+        running = processor.engine_of(partition, platform)
+        report = account_report(running, decode_account(raw), platform, platform.clock,
+                                audit_topic=settings.topic.audit)
+        decides = running.engine_for(account_id)  # the account's variant's engine (one without an experiment)
+        return web.json({**report, "ruleset_version": decides.version, "variant": decides.variant,
+                         "partition": partition, "served_by": settings.canonical_url})
 
     @app.page("/metrics")
     async def prometheus_metrics(web, request):  # noqa: ARG001 - Faust's view signature

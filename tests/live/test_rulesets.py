@@ -106,3 +106,6 @@ def test_a_published_ruleset_switches_every_partition_at_the_first_tick_after_it
     for worker in (a, b):
         status, body = get(f"http://127.0.0.1:{worker.web_port}/metrics")
         assert status == 200 and b'dunning_ruleset_info{version="2026.12-challenger"} 1.0' in body, worker.name
+    status, body = get(f"http://127.0.0.1:{a.web_port}/accounts/{live[0].account_id}")  # forwarded to its owner
+    assert status == 200 and (json.loads(body)["ruleset_version"], json.loads(body)["variant"]) == (
+        "2026.12-challenger", None)
