@@ -270,12 +270,16 @@ def simulator_order(inputs: Iterable[Message], topics: TopicNames) -> list[Input
     return [item[-1] for item in keyed]
 
 
-def simulated_notices(events: Iterable[InputEvent], rules: Path) -> list[Notice]:
-    from rules.engine import Engine
-    from rules.loader import load_ruleset
+def simulated_notices(events: Iterable[InputEvent], rules: Path, published: Iterable[Message] = ()) -> list[Notice]:
+    """The simulator's notices: `rules` (DUNNING_RULES, a ruleset or an experiment) until the policies published on
+    the rulesets topic take over, as the workers switch to them."""
+    from rules.policy import PolicyEngine, Schedule, load_policy
     from rules.simulator import Simulation
+    from streams.rulesets import switch_of
 
-    simulation = Simulation(Engine(load_ruleset(rules)))
+    seed, engines = PolicyEngine(load_policy(rules)), {}
+    switches = [switch_of(m.value, f"at offset {m.offset}", engines) for m in published]
+    simulation = Simulation(seed, schedule=Schedule(seed, [switch for switch in switches if switch]))
     for event in events:
         simulation.feed(event)
     return simulation.notices
@@ -327,7 +331,8 @@ async def check_broker(settings: Settings, simulate: bool = True, expected: list
     options = settings.kafka_client_options()
     inputs = [message for topic in topics.inputs for message in await read_topic(options, topic)]
     if expected is None and simulate:
-        expected = simulated_notices(simulator_order(inputs, topics), settings.rules)
+        expected = simulated_notices(simulator_order(inputs, topics), settings.rules,
+                                     await read_topic(options, topics.rulesets))
     notices = [message for topic in topics.notices for message in await read_topic(options, topic)]
     return check(inputs, await read_topic(options, topics.dead_letter), notices,
                  await read_topic(options, topics.audit),

@@ -134,7 +134,8 @@ def explain(test: Backtest, account: str) -> str:
         mark = "" if other[handling(notice)] else f"only {name}"
         rows.append((notice.issued_at.isoformat(), name, kind, where, notice.rule_id or "", mark))
     if len(rows) == 1:
-        return f"{account}: no notices under either policy between {test.start.isoformat()} and {test.end.isoformat()}\n"
+        return (f"{account}: no notices under either policy between {test.start.isoformat()} and "
+                f"{test.end.isoformat()}\n")
     return f"{account}: {test.old.name} (old) against {test.new.name} (new)\n" + _columns(rows) + "\n"
 
 

@@ -35,6 +35,22 @@ def policy_of(record: PublishedRuleset) -> Policy:
     return parse_policy(sources[record.main], record.main, sources.__getitem__)
 
 
+def switch_of(value: bytes | None, where: str,
+              engines: dict[str, PolicyEngine]) -> tuple[datetime, PolicyEngine] | None:
+    """A record's (effective_after, engine); None for a tombstone or a record that is not usable (logged).
+    `engines` holds the engines by digest: a republished policy is the same engine."""
+    if value is None:
+        return None  # a tombstone: nothing to run
+    try:
+        record = PublishedRuleset.model_validate_json(value)
+        engine = engines.get(record.digest) or PolicyEngine(policy_of(record))
+    except (ValidationError, RulesetError) as exc:
+        log.error("ruleset record %s is not usable, ignored: %s", where, exc)
+        return None
+    engines[record.digest] = engine
+    return record.effective_after, engine
+
+
 async def ensure_rulesets_topic(settings: Settings) -> bool:
     """Creates the compacted one-partition topic when missing; True when it did."""
     admin = AIOKafkaAdminClient(**settings.kafka_client_options(), client_id=f"{settings.app_id}-admin")
@@ -97,19 +113,13 @@ class RulesetFeed:
         return self.schedule
 
     def _add(self, value: bytes | None, offset: int) -> None:
-        if value is None:
-            return  # a tombstone: nothing to run
-        try:
-            record = PublishedRuleset.model_validate_json(value)
-            engine = self._engines.get(record.digest) or PolicyEngine(policy_of(record))
-        except (ValidationError, RulesetError) as exc:
-            log.error("ruleset record at offset %d is not usable, ignored: %s", offset, exc)
+        switch = switch_of(value, f"at offset {offset}", self._engines)
+        if switch is None:
             return
-        self._engines[record.digest] = engine
-        self._switches.append((record.effective_after, engine))
+        self._switches.append(switch)
         self.schedule = Schedule(self.seed, self._switches)
-        log.info("ruleset %s (%s) in force from the first tick at or after %s", record.version, record.digest,
-                    record.effective_after.isoformat())
+        effective, engine = switch
+        log.info("ruleset %s in force from the first tick at or after %s", engine.version, effective.isoformat())
 
     async def stop(self) -> None:
         if self._consumer is not None:
