@@ -4,6 +4,7 @@ after it; notices and audit trails are the simulator's replay of the same switch
 --rules-at`), and no rule fires twice."""
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from collections import defaultdict
@@ -25,6 +26,7 @@ from livekit import (
 
 from rules.policy import PolicyEngine, Schedule, load_policy
 from rules.simulator import Simulation
+from streams.audit_check import check_broker
 from streams.processor import partition_for
 
 pytestmark = pytest.mark.broker
@@ -89,6 +91,9 @@ def test_a_published_ruleset_switches_every_partition_at_the_first_tick_after_it
     live = kcat.notices()
     compare_notices(live, replay.notices, allow_repeats=True)
     compare_audit(kcat.audit(), replay)
+    # `dunning audit-check` finds the same: its simulator follows the rulesets topic as the workers do
+    checked = asyncio.run(check_broker(namespace.settings, simulate=True))
+    assert checked.ok, checked.render()
 
     # Every partition, on whichever worker, switched at the same ticks: the old version before the first, the
     # challenger's from it, and from the second each account's variant (both variants on every partition).
