@@ -708,10 +708,22 @@ def test_render_tool_samples_the_simulators_run(tmp_path: Path) -> None:
             assert s.aging_accounts[(currency, "current")] == open_ - s.accounts_overdue[currency]
     assert any(s.accounts_overdue["CNY"] for s in samples)
     assert all(a.notices[k] <= b.notices[k] for a, b in zip(samples, samples[1:]) for k in a.notices)
+    # the bad-debt figures: billed as invoiced, written off and settled as the decisions say
+    issued = [event for event in map(parse_event, to_jsonl_bytes(generate(40, days, start, 3)))
+              if event.type == "invoice.issued"]
+    assert samples[-1].billed == Counter({c: sum(e.amount for e in issued if e.currency == c)
+                                          for c in {e.currency for e in issued}})
+    written_off, settled = Counter(), Counter()
+    for notice in oracle.notices:
+        written_off.update({(c, notice.reason): a for c, a in (notice.written_off or {}).items()})
+        settled.update(notice.paid if notice.kind == "settlement" else {})
+    assert written_off and samples[-1].written_off == written_off and samples[-1].settled == settled
+    rates = [tool.bad_debt_rate(samples, i, "CNY") for i in range(len(samples))]
+    assert all(rate is None or 0 <= rate < 1 for rate in rates) and any(rates)
 
     pytest.importorskip("matplotlib")
     out = tmp_path / "dashboard.png"
     tool.render(samples, out, "test", "CNY")
     header = out.read_bytes()[:24]
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")) == (1600, 1000)
+    assert (int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")) == (1600, 1500)
