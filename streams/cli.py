@@ -6,7 +6,7 @@ import re
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Callable, TextIO, TypeVar
 
 from pydantic import ValidationError
 
@@ -16,6 +16,7 @@ from rules.simulator import Simulation
 from schemas.events import InputEvent, describe_errors, parse_event
 from streams.explain import account_report, render_report
 
+T = TypeVar("T")
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -37,19 +38,25 @@ def aware_time(text: str) -> datetime:
     return value
 
 
-def read_events(path: Path, errors: TextIO) -> tuple[list[InputEvent], int]:
-    """Valid events in file order, and how many lines were rejected (each reported with its line number)."""
-    events, rejected = [], 0
+def read_jsonl(path: Path, parse: Callable[[bytes], T], describe: Callable[[ValidationError], str],
+               errors: TextIO) -> tuple[list[T], int]:
+    """The lines that parse, in file order, and how many did not (each reported with its line number)."""
+    parsed, rejected = [], 0
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
-                events.append(parse_event(line))
+                parsed.append(parse(line))
             except ValidationError as exc:
                 rejected += 1
-                print(f"{path}:{number}: rejected: {'; '.join(describe_errors(exc))}", file=errors)
-    return events, rejected
+                print(f"{path}:{number}: {describe(exc)}", file=errors)
+    return parsed, rejected
+
+
+def read_events(path: Path, errors: TextIO) -> tuple[list[InputEvent], int]:
+    """Valid events in file order, and how many lines were rejected (each reported with its line number)."""
+    return read_jsonl(path, parse_event, lambda exc: f"rejected: {'; '.join(describe_errors(exc))}", errors)
 
 
 def load_or_report(paths: list[str], errors: TextIO) -> list[Policy] | None:

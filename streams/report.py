@@ -14,17 +14,10 @@ from streams.settings import Settings
 
 def read_audit_file(path: Path, errors: TextIO) -> tuple[list[AuditRecord], int]:
     """The lines of a `dunning simulate --audit` file, and how many were not audit lines (each reported)."""
-    records, rejected = [], 0
-    with path.open("rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(audit_adapter.validate_json(line))
-            except ValidationError as exc:
-                rejected += 1
-                print(f"{path}:{number}: not an audit line: {exc.errors()[0]['msg']}", file=errors)
-    return records, rejected
+    from streams.cli import read_jsonl
+
+    return read_jsonl(path, audit_adapter.validate_json, lambda exc: f"not an audit line: {exc.errors()[0]['msg']}",
+                      errors)
 
 
 async def read_audit_topic(settings: Settings, errors: TextIO) -> tuple[list[AuditRecord], int]:
