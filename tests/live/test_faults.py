@@ -11,6 +11,7 @@ notices are the simulator's) and the test's own claim:
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from livekit import (
+    DUNNING,
     WORKLOAD_START,
     Item,
     audit_check,
@@ -188,6 +190,10 @@ def test_a_worker_restarted_without_its_state_directory(namespace, workers, kcat
     compare_notices(kcat.notices(), run.expected, allow_repeats=moment != "idle")
     compare_states(stored_accounts(kcat, namespace), run.simulation.accounts)
     reliability("state directory deleted", audit_check(namespace, run.expected))
+    # the command does the same from the environment alone, the simulator fed the inputs in time order
+    command = subprocess.run([str(DUNNING), "audit-check"], env=namespace.env(worker.state_dir, worker.web_port),
+                             capture_output=True, text=True, timeout=300)
+    assert command.returncode == 0 and "OK: every input message" in command.stdout, command.stdout + command.stderr
 
 
 # --------------------------------------------------------------------------------------------- ruleset change
