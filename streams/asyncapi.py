@@ -28,36 +28,54 @@ _ACCOUNT_KEY = {"type": "string", "description": "the account_id (the clock's an
 # Per TopicNames field: whether the worker reads or writes it, who publishes it, what it carries, and (for topics
 # not keyed by account, or not carrying events or notices) its key and message.
 TOPICS: dict[str, dict[str, str]] = {
-    "invoices": {"worker": "reads", "publisher": "billing", "about": "Invoices issued, adjusted (a credit note lowers the total) and "
-                 "cancelled."},
-    "payments": {"worker": "reads", "publisher": "billing (the payment gateway)", "about": "Payments received and auto-debits that "
-                 "failed."},
-    "arrangements": {"worker": "reads", "publisher": "collections (collectors) and billing",
-                     "about": "Arrangements agreed and cancelled (extension, promise to pay, installments, "
-                              "settlement), disputes opened and resolved, and debt written off."},
-    "profiles": {"worker": "reads", "publisher": "the customer profile service (CRM)", "about": "Risk tier, time zone and contact "
-                 "channels of an account."},
-    "clock": {"worker": "reads", "publisher": "the worker's leader (clock.tick) and operations (platform.outage)",
-              "about": "The engine's only source of time, and platform outages. Every partition gets each tick "
-                       "and outage, keyed *."},
-    "reminders": {"worker": "writes", "publisher": "the worker", "about": "Reminders for the notification service (kind reminder)."},
-    "urgent_notices": {"worker": "writes", "publisher": "the worker", "about": "Urgent notices for the notification service (kind "
-                       "urgent_notice)."},
-    "handoffs": {"worker": "writes", "publisher": "the worker", "about": "Handoffs opened and recalled, for collectors, agencies and "
-                 "legal (kind handoff)."},
-    "offers": {"worker": "writes", "publisher": "the worker", "about": "Settlement offers for the notification service (kind offer): "
-               "amounts per currency, the last day to pay, the invoices covered."},
-    "decisions": {"worker": "writes", "publisher": "the worker", "about": "Decisions about the debt for billing and finance: "
-                  "settlements paid (kind settlement, with the discount written off), write-offs (kind write_off) "
-                  "and recoveries of written-off debt (kind recovery)."},
-    "dead_letter": {"worker": "writes", "publisher": "the worker", "about": "Messages the worker could not use, with their original "
-                    "bytes, origin and reason.", "message": "dead-letter",
-                    "key": "the original message's key (its start, when truncated)"},
-    "audit": {"worker": "writes", "publisher": "the worker", "about": "The audit trail: every event applied, notice sent and decision "
-              "taken, one record per line, append-only.", "message": "audit"},
-    "rulesets": {"worker": "reads", "publisher": "operators (dunning rules publish)", "about": "Published policies (rulesets and "
-                 "experiments); compacted, one partition. Workers switch at a clock tick at or after a record's "
-                 "effective time.", "message": "ruleset", "key": "the policy's digest"},
+    "invoices": {
+        "worker": "reads", "publisher": "billing",
+        "about": "Invoices issued, adjusted (a credit note lowers the total) and cancelled."},
+    "payments": {
+        "worker": "reads", "publisher": "billing (the payment gateway)",
+        "about": "Payments received and auto-debits that failed."},
+    "arrangements": {
+        "worker": "reads", "publisher": "collections (collectors) and billing",
+        "about": "Arrangements agreed and cancelled (extension, promise to pay, installments, settlement), disputes "
+                 "opened and resolved, and debt written off."},
+    "profiles": {
+        "worker": "reads", "publisher": "the customer profile service (CRM)",
+        "about": "Risk tier, time zone and contact channels of an account."},
+    "clock": {
+        "worker": "reads", "publisher": "the worker's leader (clock.tick) and operations (platform.outage)",
+        "about": "The engine's only source of time, and platform outages. Every partition gets each tick and "
+                 "outage, keyed *."},
+    "reminders": {
+        "worker": "writes", "publisher": "the worker",
+        "about": "Reminders for the notification service (kind reminder)."},
+    "urgent_notices": {
+        "worker": "writes", "publisher": "the worker",
+        "about": "Urgent notices for the notification service (kind urgent_notice)."},
+    "handoffs": {
+        "worker": "writes", "publisher": "the worker",
+        "about": "Handoffs opened and recalled, for collectors, agencies and legal (kind handoff)."},
+    "offers": {
+        "worker": "writes", "publisher": "the worker",
+        "about": "Settlement offers for the notification service (kind offer): amounts per currency, the last day "
+                 "to pay, the invoices covered."},
+    "decisions": {
+        "worker": "writes", "publisher": "the worker",
+        "about": "Decisions about the debt for billing and finance: settlements paid (kind settlement, with the "
+                 "discount written off), write-offs (kind write_off) and recoveries of written-off debt (kind "
+                 "recovery)."},
+    "dead_letter": {
+        "worker": "writes", "publisher": "the worker", "message": "dead-letter",
+        "key": "the original message's key (its start, when truncated)",
+        "about": "Messages the worker could not use, with their original bytes, origin and reason."},
+    "audit": {
+        "worker": "writes", "publisher": "the worker", "message": "audit",
+        "about": "The audit trail: every event applied, notice sent and decision taken, one record per line, "
+                 "append-only."},
+    "rulesets": {
+        "worker": "reads", "publisher": "operators (dunning rules publish)", "message": "ruleset",
+        "key": "the policy's digest",
+        "about": "Published policies (rulesets and experiments); compacted, one partition. Workers switch at a "
+                 "clock tick at or after a record's effective time."},
 }
 
 

@@ -7,8 +7,9 @@ the notices it released, the audit lines it wrote, and when a tick should next l
 
 The modules, by concern: `moment` (zones, outages, due dates, facts), `ledger` (balances and the event
 appliers), `arrangements`, `settlement` (offers and settlements), `writeoff` (write-offs and recoveries),
-`episodes` (which rules fire and what they decide), `delivery` (waiting notices), `notices` (what goes out), `wakeup` (when to look again), `portfolio`, `rulebook` (compiled rules) and
-`outcome` (what a step produced, and its audit lines). Engine composes them.
+`episodes` (which rules fire and what they decide), `delivery` (waiting notices), `notices` (what goes out),
+`wakeup` (when to look again), `portfolio`, `rulebook` (compiled rules) and `outcome` (what a step produced, and its
+audit lines). Engine composes them.
 """
 from __future__ import annotations
 

@@ -48,7 +48,8 @@ def offer(state: AccountState, moment: Moment, rule: Rule, offer_id: str, curren
     for invoice in covered:
         balance[invoice.currency] = balance.get(invoice.currency, ZERO) + invoice.balance
     if settle.percent is not None:
-        amounts = {c: (owed * settle.percent / 100).quantize(minor_unit(c), ROUND_CEILING) for c, owed in balance.items()}
+        amounts = {c: (owed * settle.percent / 100).quantize(minor_unit(c), ROUND_CEILING)
+                   for c, owed in balance.items()}
     elif currency in balance and settle.amount < balance[currency]:
         amounts = {currency: settle.amount}
     else:

@@ -83,7 +83,8 @@ def test_an_offer_not_taken_up_lapses_quietly_and_escalation_resumes(make_harnes
     assert any(line.what == "decision.arrangement_lapsed" for line in h.audit)
     assert "urgent_notice" not in kinds(h)  # lapsed is not broken: nobody promised
     write_off = next(n for n in h.notices if n.kind == "write_off")  # day 40: 10 November
-    assert write_off.issued_at.date().isoformat() == "2026-11-10" and write_off.written_off == {"CNY": Decimal("900.00")}
+    assert write_off.issued_at.date().isoformat() == "2026-11-10"
+    assert write_off.written_off == {"CNY": Decimal("900.00")}
 
 
 def test_time_rules_wait_while_an_offer_stands(make_harness):
