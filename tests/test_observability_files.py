@@ -68,6 +68,9 @@ LABELS: dict[str, set[str]] = {
     "dunning_recovered_amount_total": {"currency"},
     "dunning_recoveries_total": {"currency"},
     "dunning_settled_amount_total": {"currency"},
+    "dunning_contacts_total": {"variant", "rule_id"},
+    "dunning_variant_cures_total": {"variant"},
+    "dunning_rule_cures_total": {"variant", "rule_id"},
     # prometheus_client's process and garbage-collector collectors, on the worker's registry
     "process_virtual_memory_bytes": set(),
     "process_resident_memory_bytes": set(),
