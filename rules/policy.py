@@ -118,7 +118,7 @@ def parse_policy(text: str, source: str, read: Callable[[str], str]) -> Policy:
                         exc, KeyError) else "not UTF-8 text"
                     raise RulesetError([f"{source}:{line}: variant {name!r}: cannot read {variant.rules}: {reason}"]
                                        ) from None
-                ruleset = parse_ruleset(sources[variant.rules], variant.rules)
+                ruleset = parse_ruleset(sources[variant.rules], str(Path(source).parent / variant.rules))
             else:
                 try:
                     ruleset = Ruleset.model_validate(variant.rules)
