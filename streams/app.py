@@ -154,6 +154,14 @@ def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
                 Source(message.topic, message.partition, message.offset, message.key, message.value,
                        int(message.timestamp * 1000) if message.timestamp else None),
                 accounts.data, platforms.data, scan)  # the stores: one lookup per read, not two
+            if processor.accounts_pending >= settings.batch_size:
+                # A run of ticks (a worker catching up) wakes most accounts: send and store what is done so far
+                # instead of holding every account decoded. The batch's offsets still wait for its end.
+                await flush()
+        await flush()
+
+    async def flush() -> None:
+        """Sends the outputs of the messages processed since the last flush, then stores their states."""
         result = processor.finish_batch()
         await publish(result)
         acknowledged_at = time.time()

@@ -139,6 +139,11 @@ class Processor:
         self._platforms.clear()
         self._engines.clear()
 
+    @property
+    def accounts_pending(self) -> int:
+        """Accounts stepped since the last finish_batch: their states are held decoded until it."""
+        return len(self._states)
+
     def finish_batch(self) -> BatchResult:
         result, self._batch = self._batch, BatchResult()
         for account_id, (state, source, wakeup) in self._states.items():
