@@ -13,8 +13,8 @@ And the output is consistent: a notice_id never comes with two different content
 stream records as sent is on a notice topic (and the other way round), and, given the simulator's notices for
 the valid events, the notices are exactly those (same ids, same content; repeats allowed, at-least-once).
 
-`check` works on records already read (the unit tests and the live tests feed it); `read_topics` reads them
-from the broker. Nothing here needs the worker.
+`check` works on records already read (the unit tests feed it); `check_broker` reads them from the broker
+(`dunning audit-check`, and the live tests through tests/live/livekit.py). Nothing here needs the worker.
 """
 from __future__ import annotations
 
