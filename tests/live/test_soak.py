@@ -113,7 +113,10 @@ def test_soak(namespace, workers, probe, reliability, request):
     accounts = int(good / (EVENTS_PER_ACCOUNT_DAY * DAYS) * 1.1)
     events = [parse_event(line) for line in to_jsonl_bytes(generate(accounts, DAYS, WORKLOAD_START, 31))][:good]
     lines = [event.model_dump_json(exclude_none=True).encode() for event in with_ticks(events, TICK_EVERY, None)]
-    worker = workers("w1")
+    worker = workers("w1", start=False)
+    if total < 100_000:  # small batches: a tick wakes more accounts than one holds, so batches flush midway
+        worker.env["DUNNING_BATCH_SIZE"] = "200"
+    worker.start()
     inputs = namespace.topics.inputs
     started = time.monotonic()
     sent_box: dict[str, Counter] = {}  # the producer runs beside the checkpoints below
