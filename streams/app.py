@@ -110,7 +110,9 @@ def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
     app = faust.App(settings.app_id, **faust_settings(settings))
     feed = RulesetFeed(settings, engine)
     # bytes types make the tables' stores and changelogs raw; the default would be JSON
-    table_options = dict(partitions=settings.partitions, key_type=bytes, value_type=bytes)
+    table_options = dict(partitions=settings.partitions, key_type=bytes, value_type=bytes, options=dict(
+        write_buffer_size=settings.rocksdb_write_buffer_mb * 2**20, max_write_buffer_number=2,
+        block_cache_size=settings.rocksdb_block_cache_mb * 2**20))
     accounts = app.Table("dunning-accounts", **table_options)
     platforms = app.Table("dunning-platform", **table_options)
     source = app.topic(*settings.topic.inputs, key_serializer="raw", value_serializer="raw")

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     batch_seconds: float = Field(default=0.05, gt=0)
     commit_interval: float = Field(default=1.0, gt=0, description="seconds between offset commits")
     session_timeout: float = Field(default=10.0, gt=0, description="seconds before a dead worker's partitions move")
+    # Faust's RocksDB defaults allow each store (a table's partition) 3 x 64 MiB of memtables and a 2 GiB block
+    # cache, so memory grew with the data a worker had written; these bound a store to 2 buffers plus the cache.
+    rocksdb_write_buffer_mb: int = Field(default=8, ge=1, description="MiB per RocksDB memtable (2 per store)")
+    rocksdb_block_cache_mb: int = Field(default=16, ge=1, description="MiB of RocksDB block cache per store")
     check_partitioning: bool = Field(default=True, description="dead-letter messages keyed to the wrong partition")
 
     @field_validator("bootstrap_servers")

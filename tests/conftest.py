@@ -58,6 +58,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--reliability", action="store_true",
                      help="the fault tests at every kill point and the 1M-event soak (make reliability)")
     parser.addoption("--reliability-out", help="write the fault and soak figures to this JSON file")
+    parser.addoption("--soak-messages", type=int, help="messages in the soak (default 1M with --reliability, else 20k)")
 
 
 def _fail_skip(report: pytest.TestReport | pytest.CollectReport, config: pytest.Config) -> None:

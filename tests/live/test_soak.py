@@ -107,7 +107,8 @@ async def publish(namespace, lines: list[bytes]) -> Counter:
 
 @pytest.mark.live_namespace(commit_interval=1.0)
 def test_soak(namespace, workers, probe, reliability, request):
-    total = 1_000_000 if request.config.getoption("reliability") else 20_000
+    total = request.config.getoption("soak_messages") or (
+        1_000_000 if request.config.getoption("reliability") else 20_000)
     checkpoints = sorted({total // 10, total})
     good = total - total // BAD_EVERY
     accounts = int(good / (EVENTS_PER_ACCOUNT_DAY * DAYS) * 1.1)
