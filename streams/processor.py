@@ -223,8 +223,6 @@ class Processor:
             seen.add(account_id)
             del self._wake_at[account_id]  # popped: the step below indexes its next wakeup anew
             self._step(account_id, event, source, accounts, platforms)
-        if len(index) > 2 * len(self._wake_at) + 4096:
-            self._drop_superseded(source.partition)
 
     # ----------------------------------------------------------------- state access
 
@@ -250,14 +248,6 @@ class Processor:
             elif self._wake_at.get(account_id) != wakeup.timestamp():  # an unchanged wakeup is indexed already
                 self._wake_at[account_id] = wakeup.timestamp()
                 heapq.heappush(self._wakeups.setdefault(source.partition, []), (wakeup.timestamp(), account_id))
-
-    def _drop_superseded(self, partition: int) -> None:
-        """A heap entry stays until its time even when the account's wakeup has moved since: without this, a
-        partition's heap would grow with every change of wakeup between ticks, not with its accounts."""
-        heap = self._wakeups[partition]
-        current = {(wake, account_id) for wake, account_id in heap if self._wake_at.get(account_id) == wake}
-        heap[:] = list(current)
-        heapq.heapify(heap)
 
     def engine_of(self, partition: int, platform: PlatformState) -> Engine | PolicyEngine:
         """The policy the partition runs: the one in force at its clock, kept until a tick switches it."""
