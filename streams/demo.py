@@ -24,7 +24,7 @@ from rules.loader import load_ruleset
 from rules.simulator import Simulation
 from schemas.events import parse_event
 from schemas.notices import Notice
-from streams.cli import duration
+from streams.args import duration
 from streams.generate import generate, to_jsonl_bytes
 from streams.live import publish, reader, tail, trail_differences, trails
 from streams.settings import Settings, TopicNames

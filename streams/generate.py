@@ -448,7 +448,7 @@ def to_jsonl_bytes(events: Iterable[dict[str, Any]]) -> list[bytes]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from streams.cli import aware_time
+    from streams.args import aware_time
 
     parser = argparse.ArgumentParser(prog="python -m streams.generate",
                                      description="Write a deterministic synthetic billing event stream as JSONL.")

@@ -14,7 +14,7 @@ from streams.settings import Settings
 
 def read_audit_file(path: Path, errors: TextIO) -> tuple[list[AuditRecord], int]:
     """The lines of a `dunning simulate --audit` file, and how many were not audit lines (each reported)."""
-    from streams.cli import read_jsonl
+    from streams.args import read_jsonl
 
     return read_jsonl(path, audit_adapter.validate_json, lambda exc: f"not an audit line: {exc.errors()[0]['msg']}",
                       errors)

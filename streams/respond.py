@@ -74,7 +74,7 @@ def _answer(notice: Notice, chance: float, seed: int, answered: set[str]) -> lis
 
 
 def main(argv: list[str] | None = None) -> int:
-    from streams.cli import aware_time, duration
+    from streams.args import aware_time, duration
 
     parser = argparse.ArgumentParser(prog="python -m streams.respond", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rules", required=True, help="the policy the customers are contacted by (a ruleset or "

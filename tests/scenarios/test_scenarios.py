@@ -12,7 +12,7 @@ from rules.loader import load_ruleset
 from rules.simulator import Simulation
 from schemas.events import parse_event
 from schemas.notices import Notice
-from streams.cli import duration
+from streams.args import duration
 
 HERE = Path(__file__).parent
 REPO = HERE.parent.parent
