@@ -25,6 +25,7 @@ FactKind = Literal["days_past", "days_until", "money", "count", "choice", "flag"
 class FactSpec:
     kind: FactKind
     choices: tuple[str, ...] = ()
+    field: str | None = None  # an event fact's field of the event (None: the fact's own name)
 
 
 ACCOUNT_FACTS: dict[str, FactSpec] = {
@@ -43,18 +44,19 @@ ARRANGEMENT_KINDS = ("extension", "promise_to_pay", "installments", "settlement"
 # the debt off.
 RuleAction = Literal["reminder", "urgent_notice", "handoff", "offer", "write_off"]
 
-# Facts of the triggering event, per `on:` type, for event rules.
+# Facts of the triggering event, per `on:` type, for event rules: what a rule may name is what the engine hands
+# it (rules/engine/episodes.py reads these fields; arrangement.broken's from the arrangement that broke).
 EVENT_FACTS: dict[str, dict[str, FactSpec]] = {
     "payment.failed": {
-        "failure_reason": FactSpec("choice", PaymentFailed.model_fields["reason"].annotation.__args__),
+        "failure_reason": FactSpec("choice", PaymentFailed.model_fields["reason"].annotation.__args__, "reason"),
         "amount": FactSpec("money"),
         "currency": FactSpec("text"),
     },
     "payment.received": {"amount": FactSpec("money"), "currency": FactSpec("text")},
     "invoice.issued": {"amount": FactSpec("money"), "currency": FactSpec("text")},
     "invoice.adjusted": {"amount": FactSpec("money")},
-    "arrangement.agreed": {"arrangement_kind": FactSpec("choice", ARRANGEMENT_KINDS)},
-    ARRANGEMENT_BROKEN: {"arrangement_kind": FactSpec("choice", ARRANGEMENT_KINDS)},
+    "arrangement.agreed": {"arrangement_kind": FactSpec("choice", ARRANGEMENT_KINDS, "kind")},
+    ARRANGEMENT_BROKEN: {"arrangement_kind": FactSpec("choice", ARRANGEMENT_KINDS, "kind")},
     "debt.written_off": {"reason": FactSpec("choice", WriteOffReason.__args__)},
 }
 

@@ -17,7 +17,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from rules.engine.arrangements import Arrangements, cancelled
+from rules.engine.arrangements import Arrangements, cancelled, close_settlements
 from rules.engine.delivery import WEEK_DAYS, Delivery
 from rules.engine.episodes import Episodes
 from rules.engine.ledger import APPLIERS, Applier, When
@@ -106,6 +106,9 @@ class Engine:
                 retire(state, now)
                 self._apply(out, platform, event, apply, now)
                 settle_books(state, now)
+            else:
+                record(out, event.occurred_at, event.type, event.event_id,
+                       {"ignored": "event already applied (a redelivery)"}, case_file=False)
         out.wakeup = self.wakeups.wakeup(state, platform)
         return out
 
@@ -144,6 +147,8 @@ class Engine:
         moment = self.calendar.moment(state, platform, now)
         for settlement in settled:
             self.settlements.announce(out, moment, event_id, settlement)
+        if state.arrangements and not moot:  # a settlement whose invoices this event closed ends with it
+            close_settlements(out, now)
         if written and not moot:
             self.writeoffs.by_event(out, moment, event, written)
         elif "recovered" in detail:

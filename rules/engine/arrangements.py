@@ -124,8 +124,9 @@ class Arrangements:
 
     def rejudge(self, out: Outcome, platform: PlatformState, payment: PaymentReceived, now: datetime) -> None:
         """A payment made before an arrangement was judged broken that arrives after the judgement (it crossed
-        the midnight tick) is judged again with it: a promise it fulfils is kept after all, and an installment
-        plan it keeps up to date stands again, unless something else was agreed since."""
+        the midnight tick) is judged again with it: a promise it fulfils is kept after all, a settlement it pays
+        is settled unless a newer settlement of the same invoices was agreed since, and an installment plan it
+        keeps up to date stands again unless anything else was agreed since."""
         state = out.state
         for arrangement in state.arrangements.values():
             if not (arrangement.status in ("broken", "lapsed")
@@ -135,9 +136,14 @@ class Arrangements:
             outages = self.calendar.outages(platform, zone)
             reason = {"kind": arrangement.kind, "reason": f"late-arriving payment {payment.payment_id}"}
             if arrangement.kind == "settlement":
-                # Paid in full by its day after all: it stands again, and Settlements.paid_in_full settles it.
+                # Paid in full by its day after all (or its invoices paid off by a payment made by then): it stands
+                # again, and Settlements.paid_in_full settles it (or close_settlements keeps it). Only a newer
+                # settlement of the same invoices took its place.
                 deadline = shifted(arrangement.promised_date, outages)
-                if not _agreed_since(state, arrangement) and paid_in_full(state, arrangement, deadline, zone):
+                made_by = payment.occurred_at.astimezone(zone).date() <= deadline
+                paid = paid_in_full(state, arrangement, deadline, zone) or (
+                    made_by and _paid_off(_invoices_of(state, arrangement)))
+                if paid and not _settled_anew(state, arrangement):
                     was = "offered" if arrangement.status == "lapsed" else "active"
                     arrangement.status, arrangement.ended_at = was, None
                     record(out, now, "decision.arrangement_restored", arrangement.arrangement_id, reason)
@@ -154,6 +160,39 @@ class Arrangements:
                         if invoice.status == "open":
                             invoice.plan_id, invoice.fell_due = arrangement.arrangement_id, None
                     record(out, now, "decision.arrangement_restored", arrangement.arrangement_id, reason)
+
+
+def close_settlements(out: Outcome, now: datetime) -> None:
+    """A standing settlement none of whose invoices is open any more ends at the event that closed the last: kept
+    when the customer paid them off (nothing was left to forgive), cancelled when they were cancelled, credited
+    away or written off. Never judged at its day: the customer owes nothing under it."""
+    state = out.state
+    for settlement in state.arrangements.values():
+        if settlement.kind != "settlement" or settlement.status not in ("active", "offered"):
+            continue
+        covered = _invoices_of(state, settlement)
+        if any(inv.status == "open" for inv in covered):
+            continue
+        if _paid_off(covered):
+            end_arrangement(state, settlement, "kept", now)
+            record(out, now, "decision.arrangement_kept", settlement.arrangement_id,
+                   {"kind": settlement.kind, "reason": "its invoices were paid off"})
+        else:
+            written = any(inv.status == "written_off" for inv in covered)
+            end_arrangement(state, settlement, "cancelled", now)
+            record(out, now, "decision.arrangement_cancelled", settlement.arrangement_id, {
+                "kind": settlement.kind,
+                "reason": "its debt was written off" if written else "its invoices were cancelled"})
+
+
+def _invoices_of(state: AccountState, arrangement: ArrangementState) -> list[InvoiceState]:
+    return [state.invoices[i] for i in arrangement.invoice_ids if i in state.invoices]
+
+
+def _paid_off(covered: list[InvoiceState]) -> bool:
+    """None is open and the customer paid off at least one (an invoice credited down to nothing is not paid off)."""
+    return (all(inv.status != "open" for inv in covered)
+            and any(inv.status == "paid" and inv.paid > ZERO for inv in covered))
 
 
 def cancelled(state: AccountState, event: ArrangementCancelled, when: When) -> dict[str, str]:
@@ -205,6 +244,12 @@ def paid_in_full(state: AccountState, settlement: ArrangementState, last_day: da
 
 def _agreed_since(state: AccountState, ended: ArrangementState) -> bool:
     return any(other.agreed_at > ended.ended_at for other in state.arrangements.values())
+
+
+def _settled_anew(state: AccountState, ended: ArrangementState) -> bool:
+    """A settlement offered or agreed since `ended` ended that covers any of its invoices."""
+    return any(other.kind == "settlement" and other.agreed_at > ended.ended_at
+               and not set(other.invoice_ids).isdisjoint(ended.invoice_ids) for other in state.arrangements.values())
 
 
 def _missed_installment(state: AccountState, plan: ArrangementState, today: date, zone: ZoneInfo,

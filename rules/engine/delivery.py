@@ -8,7 +8,7 @@ from rules.engine.moment import Moment, dunnable, effective_due, paused
 from rules.engine.notices import NoticeIssuer, concerned, notice_id
 from rules.engine.outcome import Outcome, record
 from rules.engine.rulebook import Rulebook
-from rules.engine.settlement import covered, offer, terms
+from rules.engine.settlement import covered, offer, settlement_standing, terms
 from rules.model import ContactWindow, Limits
 from rules.state import AccountState, Pending
 from schemas.notices import Trigger
@@ -62,12 +62,14 @@ class Delivery:
         if limits.per_week is not None:
             room = min(room, limits.per_week - len(state.sent_days))
         still.sort(key=lambda p: (_KIND_PRIORITY[p.kind], p.rule_index, p.trigger_at, p.key))
-        release, state.pending = still[:max(room, 0)], still[max(room, 0):]
-        for pending in state.pending:
-            if "limits" not in pending.deferred_by:
-                pending.deferred_by.append("limits")
-        for pending in release:
-            self._send(out, moment, cause, pending, channels[id(pending)])
+        state.pending = []
+        for pending in still:
+            if room <= 0:
+                if "limits" not in pending.deferred_by:
+                    pending.deferred_by.append("limits")
+                state.pending.append(pending)
+            elif self._send(out, moment, cause, pending, channels[id(pending)]):
+                room -= 1  # an offer withdrawn or suppressed as it would go takes no place under the limits
 
     def _still_due(self, state: AccountState, pending: Pending, moment: Moment) -> bool:
         """A waiting time-rule notice goes only if its reason still holds when the window opens."""
@@ -94,20 +96,27 @@ class Delivery:
             candidates.extend(state.channels if channel == "preferred" else [channel])
         return next((c for c in candidates if c not in state.opted_out), None)
 
-    def _send(self, out: Outcome, moment: Moment, cause: str, pending: Pending, channel: str) -> None:
+    def _send(self, out: Outcome, moment: Moment, cause: str, pending: Pending, channel: str) -> bool:
+        """Sends it; False when an offer does not go after all (withdrawn or suppressed)."""
         state = out.state
         compiled = self.rulebook.by_id[pending.rule_id]
         rule = compiled.rule
         invoices, extra = concerned(state, moment, pending.invoice_id), None
         if pending.kind == "offer":
+            if settlement_standing(state):
+                # Another offer went first (in this release): a time rule's waits with the time rules and is
+                # decided again when they resume, as a waiting notice under a promise is.
+                _withdraw(out, pending, moment.now, "a settlement stands" + (
+                    ": decided again when time rules resume" if pending.scope == "episode" else ""))
+                return False
             # An offer is made as it goes: its terms are what is overdue now, its days counted from today.
             offer_id = notice_id(state.account_id, pending.key)
             settlement = offer(state, moment, rule, offer_id, rule.currency or moment.currency)
             if settlement is None:
                 record(out, moment.now, "decision.suppressed", rule.id, {
-                    "reason": "nothing to offer: nothing overdue, a fixed amount not below it, or a settlement "
-                              "already standing", "notice_id": offer_id})
-                return
+                    "reason": "nothing to offer: nothing overdue, or a fixed amount not below it",
+                    "notice_id": offer_id})
+                return False
             state.arrangements[offer_id] = settlement
             invoices = covered(state, settlement, moment)
             extra = {"settlement": terms(settlement, moment.local.tzinfo.key)}
@@ -121,6 +130,7 @@ class Delivery:
             trigger=Trigger(event_id=pending.trigger_event, at=pending.trigger_at, deferred_by=pending.deferred_by),
             facts=pending.facts, channel=channel, template=rule.emit.template, invoices=invoices, extra=extra,
         )
+        return True
 
 
 def _withdraw(out: Outcome, pending: Pending, now: datetime, reason: str | None = None) -> None:

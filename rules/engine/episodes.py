@@ -12,9 +12,9 @@ from rules.engine.notices import NoticeIssuer, concerned
 from rules.engine.outcome import Outcome, record
 from rules.engine.rulebook import Compiled, Rulebook
 from rules.engine.writeoff import WriteOffs
-from rules.model import ARRANGEMENT_BROKEN
+from rules.model import ARRANGEMENT_BROKEN, EVENT_FACTS
 from rules.state import AccountState, ArrangementState, Episode, Pending
-from schemas.events import ExtensionAgreed, InputEvent, InstallmentsAgreed, PaymentFailed, PromiseToPayAgreed
+from schemas.events import InputEvent
 from schemas.notices import Trigger
 
 Due = list[tuple[Compiled, dict[str, Any]]]  # rules whose conditions hold, with the facts they saw
@@ -108,7 +108,7 @@ class Episodes:
                              episode_id=state.episode.episode_id if state.episode else None)
 
     def fire_event_rules(self, out: Outcome, moment: Moment, event: InputEvent) -> None:
-        self._fire_event_rules(out, moment, event.type, event.event_id, _event_facts(event),
+        self._fire_event_rules(out, moment, event.type, event.event_id, event_facts(event.type, event),
                                invoice_id=event.__dict__.get("invoice_id"))
 
     def arrangement_broken(self, out: Outcome, moment: Moment, arrangement: ArrangementState) -> None:
@@ -116,7 +116,7 @@ class Episodes:
         day of the break: a plan restored by a late payment and broken again is broken anew, with new notices."""
         self._fire_event_rules(out, moment, ARRANGEMENT_BROKEN,
                                f"{arrangement.arrangement_id}:broken:{moment.today.isoformat()}",
-                               {"arrangement_kind": arrangement.kind}, arrangement_id=arrangement.arrangement_id)
+                               event_facts(ARRANGEMENT_BROKEN, arrangement), arrangement_id=arrangement.arrangement_id)
 
     def _fire_event_rules(
         self, out: Outcome, moment: Moment, event_type: str, event_id: str, event_facts: dict[str, Any],
@@ -183,14 +183,17 @@ def _collapse(out: Outcome, now: datetime, due: Due, mark_skipped: Callable[[Com
     return fire
 
 
-def _event_facts(event: InputEvent) -> dict[str, Any]:
-    facts: dict[str, Any] = {}
-    if isinstance(event, PaymentFailed):
-        facts["failure_reason"] = event.reason
-    if isinstance(event, (ExtensionAgreed, PromiseToPayAgreed, InstallmentsAgreed)):
-        facts["arrangement_kind"] = event.kind
-    for name in ("amount", "currency"):
-        value = event.__dict__.get(name)  # fields only (extras live elsewhere); a miss on getattr is slow
+# The declared facts of each `on:` type (rules.model.EVENT_FACTS) as (fact, field it is read from): a rule is judged
+# on exactly what it may name.
+_EVENT_FIELDS = {event_type: tuple((fact, spec.field or fact) for fact, spec in facts.items())
+                 for event_type, facts in EVENT_FACTS.items()}
+
+
+def event_facts(event_type: str, source: object) -> dict[str, Any]:
+    """The facts of an event (or of the arrangement that broke, for arrangement.broken) its rules see."""
+    facts = {}
+    for fact, name in _EVENT_FIELDS.get(event_type, ()):
+        value = getattr(source, name, None)
         if value is not None:
-            facts[name] = value
+            facts[fact] = value
     return facts

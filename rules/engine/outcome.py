@@ -26,10 +26,14 @@ class Outcome:
 _SENT = ("rule_id", "channel", "template", "to", "action")
 
 
-def record(out: Outcome, at: datetime, what: str, entry_id: str, detail: dict[str, str]) -> JournalEntry:
-    """One audit line into the step's audit; events and notices also into the account's case file."""
+def record(out: Outcome, at: datetime, what: str, entry_id: str, detail: dict[str, str],
+           case_file: bool = True) -> JournalEntry:
+    """One audit line into the step's audit; events and notices also into the account's case file (unless
+    `case_file` is False: a redelivery, which changes nothing in the state)."""
     line = JournalEntry(at, what, entry_id, detail)
     out.audit.append(line)
+    if not case_file:
+        return line
     if what.startswith("notice."):
         kept = out.state.case_notices
         kept.append(JournalEntry(at, what, entry_id, {key: detail[key] for key in _SENT if key in detail}))

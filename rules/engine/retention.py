@@ -16,12 +16,18 @@ from rules.state import REDELIVERY_FLOOR, REDELIVERY_WINDOW, RETENTION, AccountS
 
 
 def remember(state: AccountState, event_id: str, now: datetime) -> bool:
-    """Records an event id; False when it was already applied (a redelivery)."""
+    """Records an event id; False when it is a repeat within the redelivery window at `now` (the account's logical
+    time): among the latest REDELIVERY_FLOOR ids, or applied less than REDELIVERY_WINDOW before. An older one is
+    forgotten whether or not a newer event pruned it already, so a quiet account forgets as a busy one does."""
     seen = state.seen
-    if event_id in seen:
-        return False
-    seen[event_id] = epoch = int(now.timestamp())
+    epoch = int(now.timestamp())
     horizon = epoch - REDELIVERY_WINDOW.total_seconds()
+    applied = seen.get(event_id)
+    if applied is not None:
+        if applied >= horizon or event_id in list(seen)[-REDELIVERY_FLOOR:]:
+            return False  # and changes nothing, not even what is remembered
+        del seen[event_id]
+    seen[event_id] = epoch
     while len(seen) > REDELIVERY_FLOOR:
         oldest = next(iter(seen))
         if seen[oldest] >= horizon:

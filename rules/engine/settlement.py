@@ -36,12 +36,16 @@ def minor_unit(currency: str) -> Decimal:
     return Decimal(1).scaleb(-_MINOR_DIGITS.get(currency, 2))
 
 
+def settlement_standing(state: AccountState) -> bool:
+    """One settlement, offered or agreed, stands at a time."""
+    return any(a.kind == "settlement" and a.status in ("active", "offered") for a in state.arrangements.values())
+
+
 def offer(state: AccountState, moment: Moment, rule: Rule, offer_id: str, currency: str) -> ArrangementState | None:
     """The settlement a rule offers now: a percent of each currency's overdue balance (rounded up to its minor
     unit), or a fixed amount for the overdue invoices in the rule's currency. None when there is nothing to offer:
-    nothing overdue, a fixed amount not below what is owed, or a settlement standing already."""
-    if any(a.kind == "settlement" and a.status in ("active", "offered") for a in state.arrangements.values()):
-        return None
+    nothing overdue, or a fixed amount not below what is owed. (While a settlement stands none is made: delivery
+    withdraws the offer until time rules resume.)"""
     settle = rule.emit.settle
     covered = [inv for inv, _, _ in moment.overdue if settle.percent is not None or inv.currency == currency]
     balance: dict[str, Decimal] = {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from rules.engine.arrangements import end_arrangement
+from rules.engine.arrangements import close_settlements, end_arrangement
 from rules.engine.ledger import When, per_currency
 from rules.engine.moment import Moment, effective_due
 from rules.engine.notices import NoticeIssuer, notice_id
@@ -75,6 +75,7 @@ class WriteOffs:
         amounts: dict[str, Decimal] = {}
         for invoice in invoices:
             amounts[invoice.currency] = amounts.get(invoice.currency, ZERO) + invoice.balance
+        close_settlements(out, now)
         open_left = any(inv.status == "open" for inv in state.invoices.values())
         for arrangement in state.arrangements.values():
             if arrangement.status not in ("active", "offered"):

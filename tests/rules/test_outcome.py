@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from rules.engine import Engine, Outcome
-from rules.state import PlatformState
+from rules.state import PlatformState, dump_account
 from schemas.events import input_event_adapter, tick
 from conftest import at
 
@@ -55,10 +55,13 @@ def test_a_tick_reports_its_decisions_notices_and_next_wakeup(default_engine: En
         [line.id for line in state.case_notices[-len(released):]]
 
 
-def test_a_repeated_event_changes_nothing_and_writes_nothing(default_engine: Engine):
+def test_a_repeated_event_changes_nothing_and_is_audited_as_ignored(default_engine: Engine):
     platform = PlatformState()
     issued = event("invoice.issued", "2026-10-01 10:00", "e1", invoice_id="I1", amount="100.00", currency="CNY",
                    due_date="2026-10-10")
     state = default_engine.step(None, issued, platform).state
+    before = dump_account(state)
     again = default_engine.step(state, issued, platform)
-    assert again.state is state and again.notices == [] and again.audit == []
+    assert again.state is state and again.notices == [] and dump_account(state) == before
+    assert [(line.what, line.id, line.detail) for line in again.audit] == [
+        ("invoice.issued", "e1", {"ignored": "event already applied (a redelivery)"})]
