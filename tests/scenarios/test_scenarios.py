@@ -10,6 +10,7 @@ import yaml
 from rules.engine import Engine
 from rules.loader import load_ruleset
 from rules.simulator import Simulation
+from schemas.audit import AuditRecord
 from schemas.events import parse_event
 from schemas.notices import Notice
 from streams.args import duration
@@ -30,9 +31,18 @@ def describe(notice: Notice) -> str:
     return f"{notice.issued_at.isoformat()} {notice.account_id} {notice.kind} {notice.rule_id or '-'} {target}"
 
 
-def expected_lines(folder: Path) -> list[str]:
+def audited(record: AuditRecord) -> str | None:
+    """An audit line as audit.txt has it: every decision, and every event the engine ignored (a repeat, or about
+    something unknown); the hash of a notice id is left out."""
+    if not (record.what.startswith("decision.") or "ignored" in record.detail):
+        return None
+    detail = " ".join(f"{name}={value}" for name, value in record.detail.items() if name != "notice_id")
+    return " ".join(f"{record.at.isoformat()} {record.account_id} {record.what} {record.id} {detail}".split())
+
+
+def expected_lines(folder: Path, name: str = "expected.txt") -> list[str]:
     lines = []
-    for line in (folder / "expected.txt").read_text().splitlines():
+    for line in (folder / name).read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
             lines.append(" ".join(line.split()))
@@ -43,7 +53,7 @@ def simulate(folder: Path) -> Simulation:
     spec = yaml.safe_load((folder / "scenario.yaml").read_text())
     rules_path = REPO / spec["rules"] if not (folder / spec["rules"]).exists() else folder / spec["rules"]
     events = [parse_event(line) for line in (folder / "events.jsonl").read_bytes().splitlines() if line.strip()]
-    simulation = Simulation(Engine(load_ruleset(rules_path)))
+    simulation = Simulation(Engine(load_ruleset(rules_path)), audit=[])
     until = datetime.fromisoformat(str(spec["until"]))
     simulation.run(events, duration(spec.get("tick", "1h")) if spec.get("tick") != "none" else None, until)
     return simulation
@@ -59,6 +69,16 @@ def test_scenario(folder: Path):
     assert [describe(n) for n in simulation.sorted_notices()] == expected_lines(folder)
 
 
+AUDITED = [folder for folder in SCENARIOS if (folder / "audit.txt").exists()]
+
+
+@pytest.mark.parametrize("folder", AUDITED, ids=[folder.name for folder in AUDITED])
+def test_scenario_audit(folder: Path):
+    """audit.txt, where a scenario has one: its decisions and ignored events, in the simulator's order."""
+    lines = [audited(record) for record in simulate(folder).audit]
+    assert [line for line in lines if line] == expected_lines(folder, "audit.txt")
+
+
 @pytest.mark.parametrize("folder", SCENARIOS, ids=[folder.name for folder in SCENARIOS])
 def test_no_notice_id_twice(folder: Path):
     ids = [n.notice_id for n in simulate(folder).notices]
@@ -66,8 +86,11 @@ def test_no_notice_id_twice(folder: Path):
 
 
 def dump(folder: Path) -> str:
-    """For writing a new scenario: prints what the simulator says (review it before pasting into expected.txt)."""
-    return "\n".join(describe(n) for n in simulate(folder).sorted_notices())
+    """For writing a new scenario: prints what the simulator says (review it before pasting into expected.txt,
+    and the audit lines into audit.txt)."""
+    simulation = simulate(folder)
+    return "\n".join([describe(n) for n in simulation.sorted_notices()] + ["# audit.txt"]
+                     + [line for line in map(audited, simulation.audit) if line])
 
 
 if __name__ == "__main__":
