@@ -10,8 +10,8 @@ from rules.loader import load_ruleset
 from rules.simulator import Simulation
 
 from rules.state import CASE_FILE_LIMIT, REDELIVERY_FLOOR, dump_account, load_account
-from schemas.events import parse_event
-from tests.rules.conftest import Harness
+from schemas.events import parse_event, tick
+from tests.rules.conftest import Harness, at
 
 
 def _monthly_customer(harness: Harness, months: int) -> list[int]:
@@ -137,3 +137,47 @@ def test_a_state_stored_by_layout_1_is_read_as_the_same_state_today():
         raw = bytes.fromhex(text)
         assert raw[0] & 0x7F == 1
         assert load_account(raw) == simulation.accounts[account]
+
+
+def _declined_then_busy(harness: Harness):
+    """A debit declined on 5 October (event F), then eight more events the next day."""
+    harness.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-25")
+    failure = harness.event("payment.failed", "2026-10-05 14:00", event_id="F", payment_id="D1", amount="100.00",
+                            currency="CNY", invoice_id="I1", reason="insufficient_funds")
+    for n in range(2, 6):
+        harness.invoice(f"2026-10-06 1{n}:00", f"I{n}", "20.00", "2026-11-06")
+        harness.pay(f"2026-10-06 1{n}:30", f"P{n}", "20.00", invoice_id=f"I{n}")
+    return failure
+
+
+def _resend(harness: Harness, when: str) -> tuple[list, list]:
+    """F's message again, with the clock at `when` (the account not ticked: idle accounts are skipped)."""
+    harness.engine.apply_platform(harness.platform, tick(at(when)))
+    before = len(harness.audit)
+    released = harness.event("payment.failed", "2026-10-05 14:00", event_id="F", payment_id="D1", amount="100.00",
+                             currency="CNY", invoice_id="I1", reason="insufficient_funds")
+    return released, [(line.what, line.id, line.detail) for line in harness.audit[before:]]
+
+
+def test_a_repeat_is_judged_by_the_window_at_the_accounts_time_not_by_what_came_since(default_engine: Engine):
+    """Issue 16: the same history, the same message re-sent ten days later: the outcome depends on the 7 days and
+    the latest 8 ids only, not on whether an unrelated event pruned the ids in between."""
+    quiet, busy = Harness(default_engine, "Q"), Harness(default_engine, "B")
+    for harness in (quiet, busy):
+        assert [n.rule_id for n in _declined_then_busy(harness)] == ["debit-declined"]
+        released, lines = _resend(harness, "2026-10-07 12:00")  # within the week: ignored, and audited
+        assert released == [] and lines == [
+            ("payment.failed", "F", {"ignored": "event already applied (a redelivery)"})]
+    busy.event("account.updated", "2026-10-14 09:00", channels=["sms", "email"])
+    outcomes = [_resend(harness, "2026-10-15 12:00") for harness in (quiet, busy)]
+    (quiet_notices, quiet_lines), (busy_notices, busy_lines) = outcomes
+    assert [n.rule_id for n in quiet_notices] == [n.rule_id for n in busy_notices] == ["debit-declined"]
+    assert quiet_lines[0][2] == busy_lines[0][2] and "ignored" not in quiet_lines[0][2]  # applied as a new failure
+
+
+def test_the_latest_ids_are_remembered_whatever_their_age(harness: Harness):
+    harness.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-25")
+    harness.event("payment.failed", "2026-10-05 14:00", event_id="F", payment_id="D1", amount="100.00",
+                  currency="CNY", invoice_id="I1", reason="insufficient_funds")
+    released, lines = _resend(harness, "2026-11-20 12:00")  # six weeks on, but among the account's latest 8 ids
+    assert released == [] and lines == [("payment.failed", "F", {"ignored": "event already applied (a redelivery)"})]
