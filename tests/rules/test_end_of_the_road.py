@@ -206,3 +206,30 @@ def test_an_event_rule_writing_off_with_nothing_overdue_writes_off_nothing(make_
     assert h.event("dispute.opened", "2026-09-25 10:00", invoice_id="I1") == []
     assert h.state.written_off == {} and h.state.invoices["I1"].status == "open"
     assert any(line.what == "decision.suppressed" and line.id == "fraud-flag" for line in h.audit)
+
+
+def test_an_offer_whose_invoice_is_paid_off_after_a_credit_note_is_kept_at_the_payment(make_harness):
+    h = offered(make_harness)  # 700.00 of 1000.00 through the 16th
+    offer_id = next(n for n in h.notices if n.kind == "offer").notice_id
+    h.event("invoice.adjusted", "2026-10-12 10:00", invoice_id="I1", amount="500.00")
+    released = h.pay("2026-10-13 10:00", "P1", "500.00")
+    assert h.state.arrangements[offer_id].status == "kept" and h.state.invoices["I1"].status == "paid"
+    assert [n.kind for n in released] == ["handoff"]  # the collector recalled; no settlement, nothing written off
+    assert [(line.what, line.detail.get("reason")) for line in h.audit if line.id == offer_id][-1] == (
+        "decision.arrangement_kept", "its invoices were paid off")
+    h.run_until("2026-10-13 11:00", "2026-10-20 00:00")
+    assert not any(line.what == "decision.arrangement_lapsed" for line in h.audit)
+
+
+def test_a_late_payment_that_pays_the_invoice_off_keeps_a_broken_settlement(make_harness):
+    h = make_harness(RULES % PERCENT)
+    h.invoice("2026-09-20 10:00", "I1", "100.00", "2026-10-01")
+    h.event("arrangement.agreed", "2026-10-03 10:00", arrangement_id="A1", kind="settlement", amount="120.00",
+            by_date="2026-10-06")
+    h.run_until("2026-09-20 11:00", "2026-10-07 01:00")  # broken at midnight; its notice waits for no window
+    assert h.state.arrangements["A1"].status == "broken"
+    h.pay("2026-10-06 23:30", "P1", "100.00")  # all that was owed, made on the 6th, arrived after the break
+    assert h.state.arrangements["A1"].status == "kept"
+    assert [line.what for line in h.audit if line.id == "A1"][-2:] == [
+        "decision.arrangement_restored", "decision.arrangement_kept"]
+    assert "settlement" not in kinds(h)  # nothing was forgiven
