@@ -104,8 +104,9 @@ class Delivery:
         invoices, extra = concerned(state, moment, pending.invoice_id), None
         if pending.kind == "offer":
             if settlement_standing(state):
-                # Another offer went first (in this release): a time rule's waits with the time rules and is
-                # decided again when they resume, as a waiting notice under a promise is.
+                # Another offer went first (in this release), or an event rule's came while one stood: a time
+                # rule's waits with the time rules and is decided again when they resume, as a waiting notice
+                # under a promise is.
                 _withdraw(out, pending, moment.now, "a settlement stands" + (
                     ": decided again when time rules resume" if pending.scope == "episode" else ""))
                 return False
