@@ -7,6 +7,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from rules.engine.holds import days_past
 from rules.state import ZERO, AccountState, InvoiceState, PlatformState
 
 Overdue = list[tuple[InvoiceState, date, int]]  # (invoice, effective due date, days past due)
@@ -53,9 +54,10 @@ def dunnable(invoice: InvoiceState) -> bool:
 
 
 def paused(state: AccountState) -> bool:
-    """A promise to pay or a settlement (offered or agreed) pauses time rules while it stands."""
+    """A promise to pay or a settlement (offered or agreed) pauses time rules while it stands, and so does a hold
+    (a breathing space or hardship flag, rules/engine/treatment.py)."""
     return any(a.status == "offered" or (a.status == "active" and a.kind in ("promise_to_pay", "settlement"))
-               for a in state.arrangements.values())
+               for a in state.arrangements.values()) or bool(state.holds and state.holds[-1].last is None)
 
 
 class Calendar:
@@ -130,7 +132,7 @@ def _overdue(state: AccountState, today: date, outages: OutageDays | None) -> Ov
         due = invoice.fell_due or invoice.extended_to or invoice.due_date
         if outages is not None:  # inline rather than effective_due: this runs for every invoice at every moment
             due = outages.shift(due)
-        days = (today - due).days
+        days = (today - due).days if not state.holds else days_past(due, today, state.holds)
         if days >= 1:
             overdue.append((invoice, due, days))
     return overdue
@@ -142,7 +144,7 @@ def _facts(state: AccountState, overdue: Overdue, currency: str) -> dict[str, An
          if inv.status == "open" and not inv.disputed and inv.currency == currency),
         ZERO,
     )
-    return {
+    facts = {
         "days_past_due": max((days for _, _, days in overdue), default=0),
         "overdue_amount": sum((inv.balance for inv, _, _ in overdue if inv.currency == currency), ZERO),
         "open_balance": open_balance,
@@ -151,6 +153,9 @@ def _facts(state: AccountState, overdue: Overdue, currency: str) -> dict[str, An
         "arrangement": _arrangement_status(state),
         "first_time": state.settled_invoices == 0,
     }
+    if state.flags:  # only then: notices show the fact when a flag stands
+        facts["flags"] = ",".join(sorted(state.flags))
+    return facts
 
 
 def _arrangement_status(state: AccountState) -> str:
