@@ -7,24 +7,40 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import pytest
+
 from rules.engine import Engine
 from rules.loader import load_ruleset
 from rules.simulator import Simulation
-from rules.state import REDELIVERY_WINDOW
+from rules.state import REDELIVERY_WINDOW, ZERO
 from schemas.events import input_event_adapter, tick
 
 START = datetime.fromisoformat("2026-10-01T00:00:00+08:00")
 DAYS = 60
 UNTIL = START + timedelta(days=DAYS)
-ENGINE = Engine(load_ruleset(Path(__file__).resolve().parents[2] / "rules" / "default.yaml"))
+RULES = Path(__file__).resolve().parents[2] / "rules"
+ENGINE = Engine(load_ruleset(RULES / "default.yaml"))
+# Restrictions applied and lifted (rules/examples/credit-line.yaml), over the same histories.
+CREDIT_LINE = Engine(load_ruleset(RULES / "examples" / "credit-line.yaml"))
+FLAGS = ("breathing_space", "hardship", "vulnerable", "deceased", "bankruptcy", "fraud", "do_not_dun")
 ACCOUNTS = ("A", "B")
 INVOICES = ("I1", "I2", "I3")
 money = st.integers(min_value=1, max_value=12000).map(lambda cents: f"{cents // 100}.{cents % 100:02d}")
 day = st.integers(min_value=-10, max_value=50).map(lambda d: (START + timedelta(days=d)).date().isoformat())
 
 
-def _event(kind: str, draw) -> dict:
+def _event(kind: str, draw, occurred: datetime) -> dict:
     invoice = draw(st.sampled_from(INVOICES))
+    if kind in ("account.flagged", "account.unflagged"):
+        until = draw(st.one_of(st.none(), st.integers(0, 20))) if kind == "account.flagged" else None
+        return {"flag": draw(st.sampled_from(FLAGS)),
+                **({"until": (occurred + timedelta(days=until)).date().isoformat()} if until is not None else {})}
+    if kind == "account.statement":  # billing's view, as of up to three days before it is sent
+        as_of = occurred - timedelta(hours=draw(st.integers(0, 72)))
+        lines = [{"invoice_id": name, "amount_due": draw(money), "currency": "CNY", "due_date": draw(day)}
+                 for name in draw(st.lists(st.sampled_from(INVOICES), unique=True, max_size=3))]
+        return {"as_of": as_of.isoformat(), "invoices": lines,
+                **draw(st.sampled_from([{}, {"credit": {}}, {"credit": {"CNY": "5.00"}}]))}
     if kind == "invoice.issued":
         return {"invoice_id": invoice, "amount": draw(money), "currency": "CNY", "due_date": draw(day)}
     if kind == "payment.received":
@@ -61,15 +77,17 @@ def _event(kind: str, draw) -> dict:
 def histories(draw):
     kinds = ["invoice.issued"] * 4 + ["payment.received"] * 3 + [
         "payment.failed", "dispute.opened", "dispute.resolved", "invoice.adjusted", "invoice.cancelled",
-        "account.updated", "arrangement.agreed", "debt.written_off"]
+        "account.updated", "arrangement.agreed", "debt.written_off", "account.flagged", "account.unflagged",
+        "account.statement"]
     count = draw(st.integers(min_value=1, max_value=18))
     minutes = sorted(draw(st.lists(st.integers(0, 50 * 24 * 60), min_size=count, max_size=count)))
     events = []
     for number, minute in enumerate(minutes):
         kind = draw(st.sampled_from(kinds))
+        occurred = START + timedelta(minutes=minute)
         events.append(input_event_adapter.validate_python({
             "event_id": f"e{number}", "type": kind, "account_id": draw(st.sampled_from(ACCOUNTS)),
-            "occurred_at": (START + timedelta(minutes=minute)).isoformat(), **_event(kind, draw)}))
+            "occurred_at": occurred.isoformat(), **_event(kind, draw, occurred)}))
     return events
 
 
@@ -77,8 +95,8 @@ def notices_of(simulation: Simulation) -> list[str]:
     return [n.model_dump_json() for n in simulation.sorted_notices()]
 
 
-def simulate(events, *, skip_idle: bool = True) -> Simulation:
-    simulation = Simulation(ENGINE, skip_idle=skip_idle)
+def simulate(events, *, skip_idle: bool = True, engine: Engine = ENGINE) -> Simulation:
+    simulation = Simulation(engine, skip_idle=skip_idle)
     simulation.run(events, timedelta(hours=1), UNTIL)
     return simulation
 
@@ -86,11 +104,12 @@ def simulate(events, *, skip_idle: bool = True) -> Simulation:
 PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.mark.parametrize("engine", [ENGINE, CREDIT_LINE], ids=["default", "credit-line"])
 @PROPERTY
-@given(histories(), st.data())
-def test_redelivered_events_change_nothing(events, data):
+@given(events=histories(), data=st.data())
+def test_redelivered_events_change_nothing(engine, events, data):
     """A redelivery arrives within the window an account remembers event ids for (README: Delivery)."""
-    baseline = notices_of(simulate(events))
+    baseline = notices_of(simulate(events, engine=engine))
     with_duplicates = list(events)
     for original in data.draw(st.lists(st.sampled_from(events), max_size=8)):
         start = with_duplicates.index(original) + 1
@@ -99,13 +118,14 @@ def test_redelivered_events_change_nothing(events, data):
                 with_duplicates[end].occurred_at <= original.occurred_at + REDELIVERY_WINDOW:
             end += 1
         with_duplicates.insert(data.draw(st.integers(start, end)), original)
-    assert notices_of(simulate(with_duplicates)) == baseline
+    assert notices_of(simulate(with_duplicates, engine=engine)) == baseline
 
 
+@pytest.mark.parametrize("engine", [ENGINE, CREDIT_LINE], ids=["default", "credit-line"])
 @PROPERTY
-@given(histories())
-def test_replaying_the_redelivery_window_changes_nothing(events):
-    simulation = Simulation(ENGINE)
+@given(events=histories())
+def test_replaying_the_redelivery_window_changes_nothing(engine, events):
+    simulation = Simulation(engine)
     simulation.run(events, timedelta(hours=1))
     before = notices_of(simulation)
     last = events[-1].occurred_at
@@ -145,3 +165,36 @@ def test_extra_or_repeated_ticks_between_events_change_nothing(events, data):
 @given(histories())
 def test_skipping_idle_accounts_at_ticks_is_invisible(events):
     assert notices_of(simulate(events, skip_idle=True)) == notices_of(simulate(events, skip_idle=False))
+
+
+@PROPERTY
+@given(histories())
+def test_a_restriction_is_never_left_applied_with_nothing_overdue(events):
+    """After every step: an applied restriction has overdue debt to stand for (or unrecovered written-off debt, for
+    one kept after a write-off); and each is applied once and lifted once."""
+    simulation, pending = Simulation(CREDIT_LINE), list(events)
+    for hour in range(DAYS * 24):
+        moment = START + timedelta(hours=hour)
+        while pending and pending[0].occurred_at < moment:
+            simulation.feed(pending.pop(0))
+            _restrictions_hold(simulation)
+        simulation.feed(tick(moment))
+        _restrictions_hold(simulation)
+    changes = [(n.notice_id, n.restriction.state) for n in simulation.notices if n.kind == "restriction"]
+    assert len(changes) == len(set(changes))
+    applied = {n.notice_id for n in simulation.notices if n.kind == "restriction" and n.restriction.state == "applied"}
+    lifted = [n.restriction.applied_notice_id for n in simulation.notices
+              if n.kind == "restriction" and n.restriction.state == "lifted"]
+    assert len(lifted) == len(set(lifted)) and set(lifted) <= applied
+
+
+def _restrictions_hold(simulation: Simulation) -> None:
+    for state in simulation.accounts.values():
+        if not state.restrictions:
+            continue
+        clock = simulation.platform.clock or max(r.applied_at for r in state.restrictions.values())
+        at = max(clock, state.evaluated_until or clock)
+        overdue = CREDIT_LINE.calendar.moment(state, simulation.platform, at).overdue
+        unrecovered = any(amount > ZERO for amount in state.written_off.values())
+        for restriction in state.restrictions.values():
+            assert overdue or (restriction.keep_written_off and unrecovered), (state.account_id, restriction)
