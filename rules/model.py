@@ -38,6 +38,12 @@ ACCOUNT_FACTS: dict[str, FactSpec] = {
     "arrangement": FactSpec("choice", ("none", "active", "broken")),
     "first_time": FactSpec("flag"),
     "flags": FactSpec("set", FLAGS),  # the flags standing on the account (rules/engine/treatment.py)
+    # How the account has paid (rules/engine/behaviour.py)
+    "episodes_12m": FactSpec("count"),
+    "days_to_cure_last": FactSpec("count"),
+    "broken_arrangements": FactSpec("count"),
+    "paid_on_time": FactSpec("count"),  # percent of invoices paid off on time
+    "score": FactSpec("count"),
 }
 
 ARRANGEMENT_KINDS = ("extension", "promise_to_pay", "installments", "settlement")

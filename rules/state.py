@@ -177,6 +177,13 @@ class AccountState:
     restrictions: dict[str, Restriction] = field(default_factory=dict)  # action -> the one applied
     books_at: datetime | None = None  # the latest occurred_at of an account event applied (statements aside)
     statement_at: datetime | None = None  # as_of of the latest statement applied
+    # Behaviour aggregates (rules/engine/behaviour.py): bounded, not history.
+    episode_starts: list[date] = field(default_factory=list)  # local start days within the last year, and the last
+    last_cure_days: int | None = None
+    broken_arrangements: int = 0
+    invoices_paid: int = 0
+    paid_on_time: int = 0
+    score: int | None = None
 
 
 @dataclass(slots=True)
@@ -206,7 +213,7 @@ def _from_layout_1(stored: list[Any]) -> list[Any]:
 
 
 def _from_layout_2(stored: list[Any]) -> list[Any]:
-    """Layout 2 ended at the case file: flags, holds and restrictions start empty, and books_at is the latest
+    """Layout 2 ended at the case file: flags, holds, restrictions and behaviour start empty, and books_at is the latest
     instant the state still holds of an invoice issued or closed or a payment (so a statement older than those is
     judged stale, rules/engine/reconcile.py)."""
     names = [f.name for f in fields(AccountState)]
@@ -215,7 +222,8 @@ def _from_layout_2(stored: list[Any]) -> list[Any]:
     instants = [payment[2] for payment in stored[names.index("payments")].values()]  # occurred_at
     for invoice in stored[names.index("invoices")].values():
         instants += [at for at in (invoice[issued], invoice[closed]) if at is not None]
-    return stored + [{}, [], {}, max(instants, key=lambda at: at[0], default=None), None]
+    # Behaviour aggregates start from nothing: layout 2 kept no record of how the account paid.
+    return stored + [{}, [], {}, max(instants, key=lambda at: at[0], default=None), None, [], None, 0, 0, 0, None]
 
 
 # Version 3 of the stored layout (3: flags, holds, restrictions, statements; 2: settlements and write-offs; 1 and

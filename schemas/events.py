@@ -162,6 +162,8 @@ class AccountUpdated(Envelope):
     channels: list[Id] | None = Field(default=None, max_length=MAX_IDS,
                                       description="preferred contact channels, in order")
     opted_out_channels: list[Id] | None = Field(default=None, max_length=MAX_IDS)
+    score: int | None = Field(default=None, ge=0, le=1000, strict=True,
+                              description="a credit or behaviour score from billing or a risk system (0-1000)")
 
 
 class AccountFlagged(Envelope):

@@ -18,6 +18,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from rules.engine import behaviour
 from rules.engine.arrangements import Arrangements, cancelled
 from rules.engine.delivery import WEEK_DAYS, Delivery
 from rules.engine.episodes import Episodes
@@ -65,7 +66,8 @@ class Engine:
         self.version = ruleset.version
         self.variant = variant  # the experiment variant this engine decides for, stamped on notices and audit
         currency = ruleset.defaults.currency
-        self.calendar = Calendar(ruleset.defaults.timezone, currency)
+        used = {condition.fact for rule in ruleset.rules for condition in rule.conditions}
+        self.calendar = Calendar(ruleset.defaults.timezone, currency, behaviour=bool(used & set(behaviour.FACTS)))
         self.rulebook = Rulebook(ruleset)
         issuer = NoticeIssuer(ruleset.version, variant)
         self.arrangements = Arrangements(self.calendar, currency)
@@ -110,12 +112,18 @@ class Engine:
             if isinstance(event, ClockTick) and (state.evaluated_until is None or event.at > state.evaluated_until):
                 self._evaluate(out, platform, event)
                 retire(state, event.at)
+                if out.audit:
+                    behaviour.observe(out, event.at.astimezone(self.calendar.zone_of(state)).date())
         else:
             clock = platform.clock
             now = event.occurred_at if clock is None or event.occurred_at > clock else clock
             if remember(state, event.event_id, now):
                 retire(state, now)
                 self._apply(out, platform, event, apply, now)
+                zone = self.calendar.zone_of(state)
+                outages = self.calendar.outages(platform, zone)
+                behaviour.paid(state, now.astimezone(zone).date(), lambda invoice: effective_due(invoice, outages))
+                behaviour.observe(out, now.astimezone(zone).date())
                 settle_books(state, now)
         out.wakeup = self.wakeups.wakeup(state, platform)
         return out

@@ -123,5 +123,6 @@ def _owe(invoice: InvoiceState, due: Decimal) -> None:
 
 
 def _close(state: AccountState, invoice: InvoiceState, now: datetime) -> None:
-    invoice.paid, invoice.status, invoice.closed_at = invoice.amount, "paid", now
+    """Paid off at billing (stamped closed after the event, as a payment's invoice is: retention.settle_books)."""
+    invoice.paid, invoice.status = invoice.amount, "paid"
     state.settled_invoices += 1

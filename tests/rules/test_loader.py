@@ -165,7 +165,8 @@ RULE_MISTAKES = [
           when:
             days_overdue: 3
           emit: {kind: reminder, channel: sms, template: t}
-    """, 9, "when.days_overdue", "unknown fact; known here: arrangement, days_past_due", id="unknown fact"),
+    """, 9, "when.days_overdue", "unknown fact; known here: arrangement, broken_arrangements, days_past_due",
+                 id="unknown fact"),
     pytest.param("""\
         - id: bad
           when:
