@@ -112,8 +112,6 @@ class Engine:
             if isinstance(event, ClockTick) and (state.evaluated_until is None or event.at > state.evaluated_until):
                 self._evaluate(out, platform, event)
                 retire(state, event.at)
-                if out.audit:
-                    behaviour.observe(out, event.at.astimezone(self.calendar.zone_of(state)).date())
         else:
             clock = platform.clock
             now = event.occurred_at if clock is None or event.occurred_at > clock else clock
@@ -201,6 +199,7 @@ class Engine:
         if state.last_sent:
             self.episodes.forget_past_sends(state, moment.today)
         self.episodes.update(out, moment, cause)
+        observed = behaviour.observe(out, moment.today)  # before rules fire: they see this episode and breaks
         if not paused(state):
             if state.episode is not None:
                 self.episodes.fire_episode_rules(out, moment, cause)
@@ -215,6 +214,7 @@ class Engine:
         if state.flags and state.pending:
             self.treatment.silence(out, now)
         self.delivery.release(out, moment, cause)
+        behaviour.observe(out, moment.today, observed)
 
 
 def _after_write_offs(out: Outcome, moment: Moment) -> Moment:

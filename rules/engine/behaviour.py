@@ -42,10 +42,11 @@ def paid(state: AccountState, today: date, due_of: Callable[[InvoiceState], date
                 state.paid_on_time += 1
 
 
-def observe(out: Outcome, today: date) -> None:
-    """Episodes started and ended, and arrangements broken or kept after all, as the step's audit lines say."""
+def observe(out: Outcome, today: date, start: int = 0) -> int:
+    """Episodes started and ended, and arrangements broken or kept after all, as the step's audit lines from
+    `start` say; returns where the next look starts (the engine looks before rules fire, and at the end)."""
     state = out.state
-    for line in out.audit:
+    for line in out.audit[start:]:
         what = line.what
         if what == "episode.started":
             state.episode_starts = [start for start in state.episode_starts if today - start < YEAR] + [today]
@@ -57,3 +58,4 @@ def observe(out: Outcome, today: date) -> None:
             arrangement = state.arrangements.get(line.id)  # judged again by a late payment: not broken after all
             if arrangement is not None and arrangement.status != "offered" and state.broken_arrangements:
                 state.broken_arrangements -= 1
+    return len(out.audit)

@@ -1,4 +1,4 @@
-"""Flags, restrictions and billing's statements against the real broker: scenarios 40-52 published together with
+"""Flags, restrictions, billing's statements and behaviour facts against the real broker: scenarios 40-53 published together with
 hourly ticks to one worker give the simulator's notices (restrictions on dunning.decisions), audit trail and states;
 and the simulator's are the scenario files' expected lines."""
 from __future__ import annotations
@@ -31,6 +31,7 @@ GROUPS = {  # by the ruleset the worker runs
                                        "45-fraud-cleared", "46-vulnerable", "50-statement-lost-payment",
                                        "51-statement-late", "52-statement-unknown-invoice")),
     "reage": ("tests/scenarios/41-hardship-reaged/rules.yaml", ("41-hardship-reaged",)),
+    "behaviour": ("tests/scenarios/53-behaviour-facts/rules.yaml", ("53-behaviour-facts",)),
     "credit-line": ("rules/examples/credit-line.yaml", ("47-restriction-lifted-on-cure",
                                                         "48-restriction-lifted-on-write-off",
                                                         "49-restriction-lifted-by-rule")),
