@@ -27,7 +27,8 @@ def test_reconcile_names_every_difference_and_the_rule_for_late_statements(tmp_p
     assert "SL1 statement sl-2 as of 2026-06-13T02:00:00+08:00:\n  closed: SL1-I1 250.00 CNY open here" in out
     assert "sl-3 as of 2026-06-13T02:00:00+08:00: ignored (a statement as of" in out
     assert ("st-3 as of 2026-06-19T00:00:00+08:00: stale (balance events up to 2026-06-20T09:00:00+08:00 applied "
-            "since as_of)\n  added: ST1-I2 120.00 CNY due 2026-06-15\n  stale: ST1-I1 amount due 200.00 -> 500.00") in out
+            "since as_of)\n  added: ST1-I2 120.00 CNY due 2026-06-15\n"
+            "  stale: ST1-I1 amount due 200.00 -> 500.00") in out
     assert out.endswith("differences: added 2, closed 1, corrected 2, credit 1, stale 1\n")
 
 

@@ -1,6 +1,6 @@
-"""Flags, restrictions, billing's statements and behaviour facts against the real broker: scenarios 40-53 published together with
-hourly ticks to one worker give the simulator's notices (restrictions on dunning.decisions), audit trail and states;
-and the simulator's are the scenario files' expected lines."""
+"""Flags, restrictions, billing's statements and behaviour facts against the real broker: scenarios 40-53, published
+together per ruleset with hourly ticks to one worker, give the simulator's notices (restrictions on
+dunning.decisions), audit trail and states; and the simulator's are the scenario files' expected lines."""
 from __future__ import annotations
 
 import sys

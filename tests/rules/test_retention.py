@@ -150,7 +150,8 @@ def _upgraded(raw: bytes, layout: int, today: AccountState) -> AccountState:
 
 def test_a_state_stored_by_layout_1_is_read_as_the_same_state_today():
     """A worker upgraded over stored states reads them: layout 1 lacked the settlement and write-off fields."""
-    stored, accounts = _stored_and_simulated(1, ("04-partial-payment-recall", "08-promise-kept", "10-installments-kept"))
+    stored, accounts = _stored_and_simulated(
+        1, ("04-partial-payment-recall", "08-promise-kept", "10-installments-kept"))
     assert set(stored) == {"K1", "L1", "P1"} and accounts["K1"].arrangements and accounts["L1"].arrangements
     for account, text in stored.items():
         assert _upgraded(bytes.fromhex(text), 1, accounts[account]) == accounts[account]
