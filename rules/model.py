@@ -9,8 +9,8 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from schemas.events import EVENT_TYPES, PaymentFailed, WriteOffReason
-from schemas.notices import HandoffTarget
+from schemas.events import EVENT_TYPES, Flag, PaymentFailed, WriteOffReason
+from schemas.notices import STANDARD_TEAMS, HandoffTarget
 from schemas.types import Currency, TimeZoneName
 
 ARRANGEMENT_BROKEN = "arrangement.broken"
@@ -18,7 +18,8 @@ ARRANGEMENT_BROKEN = "arrangement.broken"
 # engine raises itself. Platform-wide events (clock, outages) concern no one account.
 RULE_EVENT_TYPES = tuple(t for t in EVENT_TYPES if t not in ("platform.outage", "clock.tick")) + (ARRANGEMENT_BROKEN,)
 
-FactKind = Literal["days_past", "days_until", "money", "count", "choice", "flag", "text"]
+FactKind = Literal["days_past", "days_until", "money", "count", "choice", "flag", "text", "set"]
+FLAGS: tuple[str, ...] = Flag.__args__
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +38,20 @@ ACCOUNT_FACTS: dict[str, FactSpec] = {
     "risk_tier": FactSpec("choice", ("low", "standard", "high")),
     "arrangement": FactSpec("choice", ("none", "active", "broken")),
     "first_time": FactSpec("flag"),
+    "flags": FactSpec("set", FLAGS),  # the flags standing on the account (rules/engine/treatment.py)
+    # How the account has paid (rules/engine/behaviour.py)
+    "episodes_12m": FactSpec("count"),
+    "days_to_cure_last": FactSpec("count"),
+    "broken_arrangements": FactSpec("count"),
+    "paid_on_time": FactSpec("count"),  # percent of invoices paid off on time
+    "score": FactSpec("count"),
 }
 
 ARRANGEMENT_KINDS = ("extension", "promise_to_pay", "installments", "settlement")
 # What a rule can do: tell the customer (reminder, urgent_notice, offer), hand the account to a team, or write
 # the debt off.
-RuleAction = Literal["reminder", "urgent_notice", "handoff", "offer", "write_off"]
+# restrict / lift: apply or lift a restriction (freeze_credit, block_purchases, ...) told to billing.
+RuleAction = Literal["reminder", "urgent_notice", "handoff", "offer", "write_off", "restrict", "lift"]
 
 # Facts of the triggering event, per `on:` type, for event rules: what a rule may name is what the engine hands
 # it (rules/engine/episodes.py reads these fields; arrangement.broken's from the arrangement that broke).
@@ -58,9 +67,11 @@ EVENT_FACTS: dict[str, dict[str, FactSpec]] = {
     "arrangement.agreed": {"arrangement_kind": FactSpec("choice", ARRANGEMENT_KINDS, "kind")},
     ARRANGEMENT_BROKEN: {"arrangement_kind": FactSpec("choice", ARRANGEMENT_KINDS, "kind")},
     "debt.written_off": {"reason": FactSpec("choice", WriteOffReason.__args__)},
+    "account.flagged": {"flag": FactSpec("choice", FLAGS)},
+    "account.unflagged": {"flag": FactSpec("choice", FLAGS)},
 }
 
-OPERATORS = ("gte", "lte", "gt", "lt", "eq", "between", "in")
+OPERATORS = ("gte", "lte", "gt", "lt", "eq", "between", "in", "not_in")
 
 
 def _typed_value(spec: FactSpec, value: Any) -> Any:
@@ -88,7 +99,31 @@ def _typed_value(spec: FactSpec, value: Any) -> Any:
     return str(value)
 
 
+def _set_comparison(op: str, spec: FactSpec, operand: Any) -> Callable[[Any], bool]:
+    """On a set fact (flags): `in` holds when any of the names stands, `not_in` when none does, `eq` when exactly
+    these do (`eq: []`: none at all)."""
+    if op not in ("in", "not_in", "eq"):
+        raise ValueError(f"{op} does not apply to a set; use in, not_in or eq")
+    if not isinstance(operand, list) or (op != "eq" and not operand):
+        raise ValueError(f"{op} takes a {'' if op == 'eq' else 'non-empty '}list of {', '.join(spec.choices)}")
+    names = frozenset(_typed_value(FactSpec("choice", spec.choices), item) for item in operand)
+    if op == "in":
+        return lambda actual: not names.isdisjoint(_standing(actual))
+    if op == "not_in":
+        return lambda actual: names.isdisjoint(_standing(actual))
+    return lambda actual: _standing(actual) == names
+
+
+def _standing(actual: str | None) -> frozenset[str]:
+    """A set fact's value: names joined by commas, absent when none stands (so notices show it only then)."""
+    return frozenset(actual.split(",")) if actual else frozenset()
+
+
 def _comparison(op: str, spec: FactSpec, operand: Any) -> Callable[[Any], bool]:
+    if spec.kind == "set":
+        return _set_comparison(op, spec, operand)
+    if op == "not_in":
+        raise ValueError("not_in is for flags; use in with the other values")
     if op == "between":
         if not isinstance(operand, list) or len(operand) != 2:
             raise ValueError("between takes a list of two bounds, e.g. [1, 7]")
@@ -136,6 +171,9 @@ def compile_condition(fact: str, spec: FactSpec, written: Any) -> Condition:
         return Condition(fact, lambda actual: all(test(actual) for test in tests), written)
     if isinstance(written, list):
         raise ValueError("a list needs an operator: {in: [...]} or {between: [low, high]}")
+    if spec.kind == "set":  # a bare name: that flag stands
+        name = _typed_value(FactSpec("choice", spec.choices), written)
+        return Condition(fact, lambda actual: name in _standing(actual), written)
     value = _typed_value(spec, written)
     if spec.kind == "days_past":
         # A bare number on days past due means "that day has been reached".
@@ -180,9 +218,26 @@ class Emit(_Strict):
     to: HandoffTarget | None = None
     settle: Settle | None = Field(default=None, description="offers: percent or amount, and valid_days")
     reason: WriteOffReason | None = Field(default=None, description="write-offs (default: uncollectible)")
+    action: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,63}$", description="restrict and lift: "
+                               "freeze_credit, block_purchases, suspend_service, or a name of your own")
+    after_write_off: Literal["lift", "keep"] | None = Field(
+        default=None, description="restrict: lift at a write-off that ends the episode (default), or keep it "
+        "while the written-off debt is unrecovered")
 
     @model_validator(mode="after")
     def _fits_kind(self) -> "Emit":
+        if self.kind in ("restrict", "lift"):
+            if self.action is None:
+                raise ValueError(f"a {self.kind} needs action: freeze_credit, block_purchases, suspend_service or "
+                                 "a name of your own")
+            if self.channel is not None or self.template is not None or self.to is not None \
+                    or self.settle is not None or self.reason is not None:
+                raise ValueError(f"a {self.kind} takes action (and for restrict after_write_off) only")
+            if self.after_write_off is not None and self.kind != "restrict":
+                raise ValueError("after_write_off: is for restrict")
+            return self
+        if self.action is not None or self.after_write_off is not None:
+            raise ValueError(f"action: is for restrict and lift, not for a {self.kind}")
         if (self.settle is not None) != (self.kind == "offer"):
             raise ValueError("an offer needs settle: {percent or amount, valid_days}" if self.kind == "offer"
                              else f"settle: is for offers, not for a {self.kind}")
@@ -190,7 +245,7 @@ class Emit(_Strict):
             raise ValueError(f"reason: is for write-offs, not for a {self.kind}")
         if self.kind in ("handoff", "write_off"):
             if self.kind == "handoff" and self.to is None:
-                raise ValueError("a handoff needs to: collector, agency or legal")
+                raise ValueError("a handoff needs to: collector, agency, legal or a team the ruleset lists")
             if self.kind == "write_off" and self.to is not None:
                 raise ValueError("to: is for handoffs, not for a write_off")
             if self.channel is not None or (self.kind == "write_off" and self.template is not None):
@@ -243,6 +298,12 @@ class Rule(_Strict):
             raise ValueError(f"emit: a {self.emit.kind} is about overdue debt; use days_past_due, not days_until_due")
         if self.emit.kind == "write_off" and self.every is not None:
             raise ValueError("every: a debt is written off once")
+        if self.emit.kind in ("restrict", "lift"):
+            if self.every is not None:
+                raise ValueError(f"every: a restriction is applied once and lifted once")
+            if "days_until_due" in self.when:
+                raise ValueError(f"emit: a {self.emit.kind} is about overdue debt; use days_past_due, not "
+                                 "days_until_due")
         conditions = []
         for fact, written in self.when.items():
             spec = allowed.get(fact)
@@ -308,6 +369,13 @@ class Limits(_Strict):
     per_week: int | None = Field(default=None, ge=1, description="over any 7 consecutive local days")
 
 
+class Holds(_Strict):
+    """How days past due count after a breathing space or hardship hold (rules/engine/holds.py)."""
+
+    after: Literal["resume", "reage"] = Field(default="resume", description="resume: the clock goes on from where "
+                                              "it stood; reage: what was overdue falls due on the hold's last day")
+
+
 class Ruleset(_Strict):
     version: str = Field(min_length=1, description="quote it: 2026.11 unquoted is a number")
     description: str | None = None
@@ -315,6 +383,9 @@ class Ruleset(_Strict):
     contact_window: ContactWindow | None = None
     limits: Limits = Limits()
     rules: list[Rule]
+    holds: Holds = Holds()
+    teams: list[HandoffTarget] = Field(default_factory=list, description="teams a handoff may go to besides "
+                                       "collector, agency and legal (fraud, bereavement, insolvency, ...)")
 
     @field_validator("version", mode="before")
     @classmethod
@@ -331,6 +402,11 @@ class Ruleset(_Strict):
                 # Named by position so the loader can point at the second rule, not at `rules:`.
                 raise ValueError(f"rules.{index}.id: rule id {rule.id!r} is already used by rule #{seen[rule.id] + 1}")
             seen[rule.id] = index
+        known = (*STANDARD_TEAMS, *self.teams)
+        for index, rule in enumerate(self.rules):
+            if rule.emit.to is not None and rule.emit.to not in known:
+                raise ValueError(f"rules.{index}.emit.to: {rule.emit.to!r} is not a team; use "
+                                 f"{', '.join(known)}, or list it under teams:")
         return self
 
     def model_post_init(self, context: Any) -> None:

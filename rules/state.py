@@ -115,6 +115,36 @@ class Episode:
 
 
 @dataclass(slots=True)
+class FlagState:
+    """A flag standing on the account (rules/engine/treatment.py)."""
+
+    since: datetime
+    until: date | None = None  # the last local day it stands
+    reference: str | None = None
+
+
+@dataclass(slots=True)
+class Hold:
+    """Local days on which the days-past-due clock stood still (breathing space, hardship): from `first` through
+    `last` (None: still holding). `reage`: when it ended, what was overdue became due on `last`."""
+
+    first: date
+    last: date | None = None
+    reage: bool = False
+
+
+@dataclass(slots=True)
+class Restriction:
+    """A restriction applied to the account (rules/engine/restrictions.py)."""
+
+    key: str  # what its notice ids derive from
+    rule_id: str
+    applied_at: datetime
+    episode_id: str | None = None
+    keep_written_off: bool = False  # stays while written-off debt is unrecovered
+
+
+@dataclass(slots=True)
 class AccountState:
     account_id: str
     risk_tier: str = "standard"
@@ -141,6 +171,19 @@ class AccountState:
     seen: dict[str, int] = field(default_factory=dict)  # recent event ids -> epoch seconds applied, oldest first
     case_events: list[JournalEntry] = field(default_factory=list)  # the current episode's (its case file)
     case_notices: list[JournalEntry] = field(default_factory=list)
+    # Layout 3 (appended): flags and holds, restrictions, and how far billing's statements and events reached.
+    flags: dict[str, FlagState] = field(default_factory=dict)
+    holds: list[Hold] = field(default_factory=list)
+    restrictions: dict[str, Restriction] = field(default_factory=dict)  # action -> the one applied
+    books_at: datetime | None = None  # the latest occurred_at of an account event applied (statements aside)
+    statement_at: datetime | None = None  # as_of of the latest statement applied
+    # Behaviour aggregates (rules/engine/behaviour.py): bounded, not history.
+    episode_starts: list[date] = field(default_factory=list)  # local start days within the last year, and the last
+    last_cure_days: int | None = None
+    broken_arrangements: int = 0
+    invoices_paid: int = 0
+    paid_on_time: int = 0
+    score: int | None = None
 
 
 @dataclass(slots=True)
@@ -169,9 +212,24 @@ def _from_layout_1(stored: list[Any]) -> list[Any]:
     return stored
 
 
-# Version 2 of the stored layout (2: settlements and write-offs; 1 is read and upgraded); a change of fields gets
-# a new version (see rules.codec).
-_account_codec: Codec[AccountState] = Codec(AccountState, 2, upgrades={1: _from_layout_1})
+def _from_layout_2(stored: list[Any]) -> list[Any]:
+    """Layout 2 ended at the case file: flags, holds, restrictions and behaviour start empty, and books_at is the latest
+    instant the state still holds of an invoice issued or closed or a payment (so a statement older than those is
+    judged stale, rules/engine/reconcile.py)."""
+    names = [f.name for f in fields(AccountState)]
+    issued, closed = (next(i for i, f in enumerate(fields(InvoiceState)) if f.name == name)
+                      for name in ("issued_at", "closed_at"))
+    instants = [payment[2] for payment in stored[names.index("payments")].values()]  # occurred_at
+    for invoice in stored[names.index("invoices")].values():
+        instants += [at for at in (invoice[issued], invoice[closed]) if at is not None]
+    # Behaviour aggregates start from nothing: layout 2 kept no record of how the account paid.
+    return stored + [{}, [], {}, max(instants, key=lambda at: at[0], default=None), None, [], None, 0, 0, 0, None]
+
+
+# Version 3 of the stored layout (3: flags, holds, restrictions, statements; 2: settlements and write-offs; 1 and
+# 2 are read and upgraded); a change of fields gets a new version (see rules.codec).
+_account_codec: Codec[AccountState] = Codec(AccountState, 3, upgrades={
+    1: lambda stored: _from_layout_2(_from_layout_1(stored)), 2: _from_layout_2})
 _platform_codec: Codec[PlatformState] = Codec(PlatformState, 1)
 
 

@@ -16,6 +16,8 @@ FailureReason = Literal["insufficient_funds", "invalid_payment_method", "system_
 RiskTier = Literal["low", "standard", "high"]
 # Why a debt was written off. A settlement's forgiven remainder is written off too, as "settlement".
 WriteOffReason = Literal["uncollectible", "bankruptcy", "deceased", "time_barred", "small_balance", "fraud", "other"]
+# What an operator or a regulator's process says about an account (rules/engine/treatment.py says what each does).
+Flag = Literal["breathing_space", "hardship", "vulnerable", "deceased", "bankruptcy", "fraud", "do_not_dun"]
 PLATFORM_ACCOUNT = "*"
 
 
@@ -160,6 +162,42 @@ class AccountUpdated(Envelope):
     channels: list[Id] | None = Field(default=None, max_length=MAX_IDS,
                                       description="preferred contact channels, in order")
     opted_out_channels: list[Id] | None = Field(default=None, max_length=MAX_IDS)
+    score: int | None = Field(default=None, ge=0, le=1000, strict=True,
+                              description="a credit or behaviour score from billing or a risk system (0-1000)")
+
+
+class AccountFlagged(Envelope):
+    """A hold or flag on the account. The same flag again replaces its until and reference."""
+
+    type: Literal["account.flagged"]
+    flag: Flag
+    until: Day | None = Field(default=None, description="the last local day it stands (absent: until unflagged)")
+    reference: Id | None = Field(default=None, description="the case or debt-advice reference; never personal data")
+
+
+class AccountUnflagged(Envelope):
+    type: Literal["account.unflagged"]
+    flag: Flag
+    reference: Id | None = None
+
+
+class StatementInvoice(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    invoice_id: Id
+    amount_due: Amount = Field(description="what billing says the invoice still owes")
+    currency: Currency
+    due_date: Day
+
+
+class AccountStatement(Envelope):
+    """Billing's books for the account at as_of, the book of record: its open invoices and its credit."""
+
+    type: Literal["account.statement"]
+    as_of: Timestamp
+    invoices: list[StatementInvoice] = Field(max_length=MAX_IDS, description="every open invoice at as_of")
+    credit: dict[Currency, Amount] | None = Field(default=None, description="credit balance per currency "
+                                                  "(absent: not compared)")
 
 
 class PlatformOutage(Envelope):
@@ -201,6 +239,9 @@ InputEvent = Annotated[
         AccountUpdated,
         PlatformOutage,
         ClockTick,
+        AccountFlagged,
+        AccountUnflagged,
+        AccountStatement,
     ],
     Field(discriminator="type"),
 ]
@@ -219,6 +260,9 @@ EVENT_TYPES: tuple[str, ...] = (
     "account.updated",
     "platform.outage",
     "clock.tick",
+    "account.flagged",
+    "account.unflagged",
+    "account.statement",
 )
 
 input_event_adapter: TypeAdapter[InputEvent] = TypeAdapter(InputEvent)

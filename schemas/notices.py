@@ -4,15 +4,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 
 from schemas.events import WriteOffReason
 from schemas.types import Amount, Currency, Day, Timestamp
 
 # To the customer: reminder, urgent_notice, offer (of a settlement). To a team: handoff. To billing and finance,
 # decisions about the debt: settlement (paid as agreed, the rest written off), write_off, recovery.
-NoticeKind = Literal["reminder", "urgent_notice", "handoff", "offer", "settlement", "write_off", "recovery"]
-HandoffTarget = Literal["collector", "agency", "legal"]
+# restriction: a restriction applied to the account or lifted from it (freeze_credit, ...), for billing to enforce.
+NoticeKind = Literal["reminder", "urgent_notice", "handoff", "offer", "settlement", "write_off", "recovery",
+                     "restriction"]
+STANDARD_TEAMS = ("collector", "agency", "legal")
+# collector, agency, legal, or a team the ruleset lists under `teams:` (fraud, bereavement, insolvency, ...)
+HandoffTarget = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 HandoffAction = Literal["open", "recall"]
 NOTICE_KINDS: tuple[str, ...] = get_args(NoticeKind)
 WrittenOffBecause = Literal[WriteOffReason, "settlement"]
@@ -70,6 +74,16 @@ class SettlementTerms(_Contract):
     time_zone: str
 
 
+class RestrictionChange(_Contract):
+    """A restriction billing enforces (freeze_credit, block_purchases, suspend_service, or a name a ruleset gave)."""
+
+    action: str
+    state: Literal["applied", "lifted"]
+    applied_notice_id: str | None = Field(default=None, description="lifted: the notice that applied it")
+    reason: str | None = Field(default=None, description="lifted: cured, written_off, settled, a rule's id, or "
+                               "the ruleset no longer has the rule")
+
+
 class Notice(_Contract):
     notice_id: str = Field(description="deterministic: the same inputs always give the same id")
     kind: NoticeKind
@@ -99,6 +113,7 @@ class Notice(_Contract):
     written_off: dict[str, Amount] | None = Field(default=None, description="write-offs and settlements: the "
                                                   "amount written off per currency (a settlement's discount)")
     reason: WrittenOffBecause | None = Field(default=None, description="write-offs and settlements: why")
+    restriction: RestrictionChange | None = Field(default=None, description="restrictions: what and its state")
 
     def to_json(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()

@@ -128,7 +128,8 @@ def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
     tables = {"restored": False}  # until Faust says its tables are restored after a rebalance
     crashes = CrashRecord(settings.state_dir / "crashes.json")
     metrics = WorkerMetrics(engine.version, lambda: processor.portfolio(
-        owned_partitions(), platforms, scan, ready=tables["restored"]), crashes.counts())
+        owned_partitions(), platforms, scan, ready=tables["restored"]), crashes.counts(),
+        marks=lambda: processor.marks(owned_partitions()))
 
     def scan():
         for key, value in accounts.items():

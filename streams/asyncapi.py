@@ -39,8 +39,11 @@ TOPICS: dict[str, dict[str, str]] = {
         "about": "Arrangements agreed and cancelled (extension, promise to pay, installments, settlement), disputes "
                  "opened and resolved, and debt written off."},
     "profiles": {
-        "worker": "reads", "publisher": "the customer profile service (CRM)",
-        "about": "Risk tier, time zone and contact channels of an account."},
+        "worker": "reads", "publisher": "the customer profile service (CRM), operations and billing",
+        "about": "Risk tier, time zone and contact channels of an account; flags and holds on it (account.flagged "
+                 "and account.unflagged: breathing space, hardship, vulnerable, deceased, bankruptcy, fraud, "
+                 "do_not_dun); and billing's statements of its open invoices and credit (account.statement), the "
+                 "book of record the engine reconciles with."},
     "clock": {
         "worker": "reads", "publisher": "the worker's leader (clock.tick) and operations (platform.outage)",
         "about": "The engine's only source of time, and platform outages. Every partition gets each tick and "
@@ -61,8 +64,9 @@ TOPICS: dict[str, dict[str, str]] = {
     "decisions": {
         "worker": "writes", "publisher": "the worker",
         "about": "Decisions about the debt for billing and finance: settlements paid (kind settlement, with the "
-                 "discount written off), write-offs (kind write_off) and recoveries of written-off debt (kind "
-                 "recovery)."},
+                 "discount written off), write-offs (kind write_off), recoveries of written-off debt (kind "
+                 "recovery), and restrictions for billing to enforce and undo (kind restriction: freeze_credit, "
+                 "block_purchases, suspend_service, ...; state applied or lifted)."},
     "dead_letter": {
         "worker": "writes", "publisher": "the worker", "message": "dead-letter",
         "key": "the original message's key (its start, when truncated)",

@@ -108,6 +108,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 1 if rejected else 0
 
 
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from streams.reconcile import reconcile
+
+    policies = load_or_report([args.rules], sys.stderr)
+    if policies is None:
+        return 1
+    statements, rejected = read_events(Path(args.statements), sys.stderr)
+    others = [event for event in statements if event.type != "account.statement"]
+    for event in others:
+        print(f"{args.statements}: {event.event_id} ({event.type}) is not an account.statement; give it in --events",
+              file=sys.stderr)
+    events, more = read_events(Path(args.events), sys.stderr) if args.events else ([], 0)
+    reconcile(PolicyEngine(policies[0]), events, [e for e in statements if e.type == "account.statement"],
+              sys.stdout, args.json)
+    return 1 if rejected or more or others else 0
+
+
 def cmd_schemas(args: argparse.Namespace) -> int:
     from schemas import export
     from streams import asyncapi
@@ -293,6 +310,15 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--audit", help="also write every audit line, as the worker sends them to dunning.audit, "
                                           "to this JSONL file")
     simulate.set_defaults(handler=cmd_simulate)
+
+    reconcile = commands.add_parser("reconcile", help="billing's statements against what the engine holds: every "
+                                    "difference, as decision.reconciled records it")
+    reconcile.add_argument("--statements", required=True, help="account.statement events, one JSON object per line")
+    reconcile.add_argument("--events", help="the account events the engine applied, one JSON object per line")
+    reconcile.add_argument("--rules", default="rules/default.yaml", help="ruleset (its time zone and currency; "
+                           "default rules/default.yaml)")
+    reconcile.add_argument("--json", action="store_true", help="one JSON object per statement instead")
+    reconcile.set_defaults(handler=cmd_reconcile)
 
     schemas = commands.add_parser("schemas", help="JSON Schema files of the event contracts, and the AsyncAPI "
                                                   "document of every topic")

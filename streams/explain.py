@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from rules.engine import Engine
+from rules.engine import Engine, notice_id
 from rules.state import AccountState, JournalEntry, PlatformState
 from streams.settings import TopicNames
 
@@ -50,6 +50,14 @@ def account_report(engine: Engine, state: AccountState, platform: PlatformState,
             "stages": episode.done, "open_handoffs": sorted(episode.open_handoffs)},
         "arrangements": [{"arrangement_id": a.arrangement_id, "kind": a.kind, "status": a.status,
                           "agreed_at": a.agreed_at.isoformat()} for a in state.arrangements.values()],
+        "flags": [{"flag": flag, "since": standing.since.isoformat(),
+                   "until": standing.until.isoformat() if standing.until else None, "reference": standing.reference}
+                  for flag, standing in sorted(state.flags.items())],
+        "holds": [{"first": hold.first.isoformat(), "last": hold.last.isoformat() if hold.last else None,
+                   "reage": hold.reage} for hold in state.holds],
+        "restrictions": [{"action": action, "rule_id": r.rule_id, "applied_at": r.applied_at.isoformat(),
+                          "notice_id": notice_id(state.account_id, r.key)}
+                         for action, r in sorted(state.restrictions.items())],
         "waiting": [{"rule_id": p.rule_id, "kind": p.kind, "since": p.trigger_at.isoformat(),
                      "waiting_for": p.deferred_by} for p in state.pending],
         "timeline": [{"at": e.at.isoformat(), "what": e.what, "id": e.id, "detail": e.detail}
@@ -89,6 +97,12 @@ def render_report(report: dict[str, Any]) -> str:
                      f"(days past due {balance['days_past_due']})")
     if report["episode"]:
         lines.append(f"  in delinquency episode {report['episode']['episode_id']}")
+    for flag in report["flags"]:
+        lines.append(f"  flagged {flag['flag']} since {flag['since']}" + (f" until {flag['until']}" if flag["until"]
+                     else "") + (f" (reference {flag['reference']})" if flag["reference"] else ""))
+    for restriction in report["restrictions"]:
+        lines.append(f"  restricted: {restriction['action']} since {restriction['applied_at']} "
+                     f"(rule {restriction['rule_id']})")
     for entry in report["timeline"]:
         lines.extend(_line(entry, zone))
     if report["older_lines"]:

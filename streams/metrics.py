@@ -17,6 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from rules.engine import AGING_BUCKETS
+from rules.model import FLAGS
 from rules.report import CONTACT_KINDS
 from schemas.deadletter import DeadLetterReason
 from schemas.notices import Notice
@@ -55,6 +56,25 @@ class PortfolioCollector(Collector):
             yield family
 
 
+class MarksCollector(Collector):
+    """Accounts per flag and per restriction standing now, on the partitions this worker owns."""
+
+    def __init__(self, marks: Callable[[], dict[str, int]]):
+        self.marks = marks
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        counts = self.marks()
+        for prefix, name, label, help_text, names in (
+            ("flag", "dunning_flagged_accounts", "flag", "Accounts with the flag standing", FLAGS),
+            ("restriction", "dunning_restricted_accounts", "action", "Accounts with the restriction applied", ()),
+        ):
+            family = GaugeMetricFamily(name, help_text, labels=[label])
+            seen = {mark.split(":", 1)[1] for mark in counts if mark.startswith(prefix + ":")}
+            for value in sorted(set(names) | seen):  # every flag has a series, at 0 when none stands
+                family.add_metric([value], counts.get(f"{prefix}:{value}", 0))
+            yield family
+
+
 # What can crash: a batch (the worker stops uncommitted), the agent outside a batch (it stops too), the clock (a
 # tick not published; the next interval tries again).
 CRASH_KINDS = ("batch", "agent", "clock")
@@ -85,7 +105,7 @@ class CrashRecord:
 
 class WorkerMetrics:
     def __init__(self, ruleset_version: str, portfolio: Callable[[], Portfolio],
-                 crashes: dict[str, int] | None = None) -> None:
+                 crashes: dict[str, int] | None = None, marks: Callable[[], dict[str, int]] | None = None) -> None:
         self.registry = registry = CollectorRegistry()
         self.events = Counter("dunning_events", "Events processed, by event type", ["type"], registry=registry)
         self.notices = Counter("dunning_notices", "Notices issued, by kind, channel and rule",
@@ -143,6 +163,11 @@ class WorkerMetrics:
                                   "variant and each rule that contacted the account in the episode",
                                   ["variant", "rule_id"], registry=registry)
         registry.register(PortfolioCollector(portfolio))
+        if marks is not None:  # after the portfolio: a scrape that rebuilds the figures rebuilds these too
+            registry.register(MarksCollector(marks))
+        self.differences = Counter("dunning_reconciliation_differences", "Differences billing's statements showed, "
+                                   "by kind (added, closed, corrected, reopened, credit, decided, stale)", ["kind"],
+                                   registry=registry)
         ProcessCollector(registry=registry)  # process_*: memory, CPU seconds, open files, start time
         GCCollector(registry=registry)  # python_gc_*: collections and objects per generation
 
@@ -163,6 +188,8 @@ class WorkerMetrics:
                 self.episodes_started.inc(count)
             elif what == "episode.ended":
                 self.episodes_cured.inc(count)
+            elif what == "reconciled":
+                self.differences.labels(detail).inc(count)
             else:
                 self.arrangements.labels(detail, what.removeprefix("arrangement.")).inc(count)
         for currency, amount in result.billed.items():

@@ -127,6 +127,10 @@ class Processor:
         self._positions: dict[str, dict[str, Position]] | None = None  # account -> its last standing
         self._totals: dict[int, dict[str, dict[str, Decimal]]] = {}  # partition -> currency -> figure -> sum
         self._covered: set[int] = set()  # partitions the figures were built for
+        # The flags and restrictions each account has now ("flag:<name>", "restriction:<action>"), and their
+        # counts per partition, for the dunning_flagged_accounts and dunning_restricted_accounts gauges.
+        self._marks: dict[str, frozenset[str]] = {}
+        self._mark_totals: dict[int, Counter[str]] = {}
 
     # ----------------------------------------------------------------- batch lifecycle
 
@@ -136,6 +140,7 @@ class Processor:
         self._wake_at = {}
         self._positions = None
         self._totals = {}
+        self._marks, self._mark_totals = {}, {}
         self._platforms.clear()
         self._engines.clear()
 
@@ -320,6 +325,10 @@ class Processor:
                 self._batch.happenings[(f"arrangement.{what}", entry.detail.get("kind", ""))] += 1
             elif entry.what == "decision.settled":  # a settlement paid in full is kept
                 self._batch.happenings[("arrangement.kept", "settlement")] += 1
+            elif entry.what == "decision.reconciled":  # billing's statement: items per kind of difference
+                for kind, items in entry.detail.items():
+                    if kind != "as_of":
+                        self._batch.happenings[("reconciled", kind)] += len(items.split("; "))
             elif entry.what == "invoice.issued" and "ignored" not in entry.detail:
                 billed, currency = self._batch.billed, entry.detail["currency"]
                 billed[currency] = billed.get(currency, Decimal(0)) + Decimal(entry.detail["amount"])
@@ -328,6 +337,15 @@ class Processor:
         """The account's standing as of the partition's clock (before its first tick: the account's last event)."""
         if self._positions is None:
             return
+        marks = frozenset([*(f"flag:{flag}" for flag in state.flags),
+                           *(f"restriction:{action}" for action in state.restrictions)])
+        before = self._marks.pop(account_id, frozenset())
+        if marks != before:
+            tally = self._mark_totals.setdefault(partition, Counter())
+            tally.subtract(before)
+            tally.update(marks)
+        if marks:
+            self._marks[account_id] = marks
         platform = self._platforms[partition]  # loaded by the step or the rebuild that brought the account here
         at = platform.clock or state.evaluated_until or (state.case_events[-1].at if state.case_events else None)
         if at is None:
@@ -350,6 +368,7 @@ class Processor:
         partitions = set(partitions)
         if ready and (self._positions is None or not partitions <= self._covered):
             self._positions, self._totals, self._covered = {}, {}, partitions
+            self._marks, self._mark_totals = {}, {}
             current = {key: (state, source.partition) for key, (state, source, _) in self._states.items()}
             stored = ((key, (decode_account(raw), account_header(raw)[0])) for key, raw in scan() if key not in current)
             for key, (state, partition) in [*current.items(), *stored]:
@@ -362,6 +381,13 @@ class Processor:
                 for name, value in figures.items():
                     into[name] = into.get(name, Decimal(0)) + value
         return summed
+
+    def marks(self, partitions: Iterable[int]) -> dict[str, int]:
+        """Accounts per flag and per restriction over the given partitions (as of the last portfolio())."""
+        summed: Counter[str] = Counter()
+        for partition in partitions:
+            summed.update(self._mark_totals.get(partition, {}))
+        return {mark: count for mark, count in summed.items() if count > 0}
 
     def platform_of(self, partition: int, platforms: Store) -> PlatformState:
         return self._platform(partition, platforms)

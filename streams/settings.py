@@ -62,7 +62,7 @@ class TopicNames(BaseModel):
     def for_notice_kind(self, kind: str) -> str:
         return {"reminder": self.reminders, "urgent_notice": self.urgent_notices, "handoff": self.handoffs,
                 "offer": self.offers, "settlement": self.decisions, "write_off": self.decisions,
-                "recovery": self.decisions}[kind]
+                "recovery": self.decisions, "restriction": self.decisions}[kind]
 
 
 class Settings(BaseSettings):

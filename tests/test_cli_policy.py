@@ -19,7 +19,7 @@ def test_rules_check_describes_an_experiment(capsys):
     assert main(["rules", "check", str(REPO / "rules" / "examples" / "experiment.yaml")]) == 0
     assert capsys.readouterr().out.endswith(
         f"experiment.yaml: ok (experiment contact-earlier-2026-12: champion 50%: version {default.version}, "
-        f"{len(default.rules)} rules; challenger 50%: version 2026.12-challenger, 16 rules)\n")
+        f"{len(default.rules)} rules; challenger 50%: version 2026.12-challenger, 17 rules)\n")
 
 
 def test_rules_publish_refuses_a_bad_file_with_the_checkers_message(tmp_path, capsys, monkeypatch):

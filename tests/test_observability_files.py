@@ -71,6 +71,9 @@ LABELS: dict[str, set[str]] = {
     "dunning_contacts_total": {"variant", "rule_id"},
     "dunning_variant_cures_total": {"variant"},
     "dunning_rule_cures_total": {"variant", "rule_id"},
+    "dunning_flagged_accounts": {"flag"},
+    "dunning_restricted_accounts": {"action"},
+    "dunning_reconciliation_differences_total": {"kind"},
     # prometheus_client's process and garbage-collector collectors, on the worker's registry
     "process_virtual_memory_bytes": set(),
     "process_resident_memory_bytes": set(),
@@ -474,7 +477,7 @@ def test_metric_contract_matches_the_worker() -> None:
     pytest.importorskip("prometheus_client", reason="the runtime extra is not installed")
     from streams.metrics import WorkerMetrics
 
-    worker = WorkerMetrics("v-test", lambda: {"CNY": {}})
+    worker = WorkerMetrics("v-test", lambda: {"CNY": {}}, marks=lambda: {"restriction:freeze_credit": 1})
     exported: dict[str, set[str]] = {}
     suffix = {"counter": "_total", "info": "_info"}
     for family in worker.registry.collect():

@@ -9,7 +9,8 @@ The modules, by concern: `moment` (zones, outages, due dates, facts), `ledger` (
 appliers), `arrangements`, `settlement` (offers and settlements), `writeoff` (write-offs and recoveries),
 `episodes` (which rules fire and what they decide), `delivery` (waiting notices), `notices` (what goes out),
 `wakeup` (when to look again), `portfolio`, `rulebook` (compiled rules) and `outcome` (what a step produced, and its
-audit lines). Engine composes them.
+audit lines); `treatment` and `holds` (flags, and days past due around holds), `restrictions`, `reconcile` (billing's
+statements). Engine composes them.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from rules.engine import behaviour
 from rules.engine.arrangements import Arrangements, cancelled, close_settlements
 from rules.engine.delivery import WEEK_DAYS, Delivery
 from rules.engine.episodes import Episodes
@@ -25,14 +27,21 @@ from rules.engine.moment import Calendar, Moment, Overdue, effective_due, paused
 from rules.engine.notices import NoticeIssuer, notice_id
 from rules.engine.outcome import Outcome, record
 from rules.engine.portfolio import AGING_BUCKETS, Position, aging_bucket, positions
+from rules.engine.reconcile import announce as reconciled
+from rules.engine.reconcile import note_books, statement
+from rules.engine.restrictions import Restrictions
 from rules.engine.retention import remember, retire, settle_books
 from rules.engine.rulebook import Rulebook
 from rules.engine.settlement import Settlements
+from rules.engine.treatment import Treatment
 from rules.engine.wakeup import Wakeups
 from rules.engine.writeoff import WriteOffs, debt_written_off, targets
 from rules.model import Ruleset
 from rules.state import CASE_FILE_LIMIT, AccountState, InvoiceState, Outage, PlatformState
 from schemas.events import (
+    AccountFlagged,
+    AccountStatement,
+    AccountUnflagged,
     ArrangementCancelled,
     ClockTick,
     DebtWrittenOff,
@@ -57,20 +66,24 @@ class Engine:
         self.version = ruleset.version
         self.variant = variant  # the experiment variant this engine decides for, stamped on notices and audit
         currency = ruleset.defaults.currency
-        self.calendar = Calendar(ruleset.defaults.timezone, currency)
+        used = {condition.fact for rule in ruleset.rules for condition in rule.conditions}
+        self.calendar = Calendar(ruleset.defaults.timezone, currency, behaviour=bool(used & set(behaviour.FACTS)))
         self.rulebook = Rulebook(ruleset)
         issuer = NoticeIssuer(ruleset.version, variant)
         self.arrangements = Arrangements(self.calendar, currency)
         self.settlements = Settlements(self.calendar, issuer)
         self.writeoffs = WriteOffs(issuer)
-        self.episodes = Episodes(self.rulebook, issuer, self.writeoffs)
+        self.restrictions = Restrictions(issuer)
+        self.treatment = Treatment(self.calendar, ruleset.holds.after == "reage")
+        self.episodes = Episodes(self.rulebook, issuer, self.writeoffs, self.restrictions)
         self.delivery = Delivery(self.rulebook, ruleset.contact_window, ruleset.limits, issuer)
         self.wakeups = Wakeups(self.calendar, self.rulebook.lookahead, ruleset.contact_window)
         # Each account event type's effect on the state; returns the audit detail ("ignored" when moot).
         agreed = self.arrangements.agreed
         self._appliers = {**APPLIERS, ExtensionAgreed: agreed, PromiseToPayAgreed: agreed,
                           InstallmentsAgreed: agreed, SettlementAgreed: agreed, ArrangementCancelled: cancelled,
-                          DebtWrittenOff: debt_written_off}
+                          DebtWrittenOff: debt_written_off, AccountFlagged: self.treatment.flagged,
+                          AccountUnflagged: self.treatment.unflagged, AccountStatement: statement}
 
     # ----------------------------------------------------------------- entry points
 
@@ -105,6 +118,10 @@ class Engine:
             if remember(state, event.event_id, now):
                 retire(state, now)
                 self._apply(out, platform, event, apply, now)
+                zone = self.calendar.zone_of(state)
+                outages = self.calendar.outages(platform, zone)
+                behaviour.paid(state, now.astimezone(zone).date(), lambda invoice: effective_due(invoice, outages))
+                behaviour.observe(out, now.astimezone(zone).date())
                 settle_books(state, now)
             else:
                 record(out, event.occurred_at, event.type, event.event_id,
@@ -132,11 +149,18 @@ class Engine:
     def _apply(self, out: Outcome, platform: PlatformState, event: InputEvent, apply: Applier, now: datetime) -> None:
         state, event_id = out.state, event.event_id
         state.dirty = True
+        zone = self.calendar.zone_of(state)
+        if state.flags:
+            self.treatment.expire(out, now, now.astimezone(zone).date())
         line = record(out, event.occurred_at, event.type, event_id, {})  # before the decisions the event causes
-        outages = self.calendar.outages(platform, self.calendar.zone_of(state))
+        outages = self.calendar.outages(platform, zone)
         written = targets(state, event) if type(event) is DebtWrittenOff else None  # what the applier writes off
         line.detail = detail = apply(state, event, When(now, outages))
         moot = "ignored" in detail
+        if not moot:
+            note_books(state, event)
+            if type(event) is AccountStatement:
+                reconciled(out, now, event, detail)
         if type(event) is PaymentReceived and state.arrangements and not moot:  # it may keep what a tick broke
             self.arrangements.rejudge(out, platform, event, now)
         elif type(event) in (PromiseToPayAgreed, SettlementAgreed) and not moot:
@@ -157,7 +181,11 @@ class Engine:
             self.episodes.fire_event_rules(out, moment, event)
             moment = _after_write_offs(out, moment)
         self.episodes.update(out, moment, event_id)
+        if state.restrictions:
+            self.restrictions.review(out, moment, event_id)
         if state.pending:
+            if state.flags:
+                self.treatment.silence(out, now)
             self.delivery.release(out, moment, event_id)
 
     def _evaluate(self, out: Outcome, platform: PlatformState, tick: ClockTick) -> None:
@@ -165,6 +193,10 @@ class Engine:
         state.evaluated_until = now
         state.dirty = False
         state.platform_revision = platform.revision
+        if state.flags:
+            self.treatment.expire(out, now, now.astimezone(self.calendar.zone_of(state)).date())
+        if state.holds:
+            self.treatment.prune(state)
         if state.arrangements:
             for broken in self.arrangements.judge(out, platform, now):
                 self.episodes.arrangement_broken(out, self.calendar.moment(state, platform, now), broken)
@@ -172,6 +204,7 @@ class Engine:
         if state.last_sent:
             self.episodes.forget_past_sends(state, moment.today)
         self.episodes.update(out, moment, cause)
+        observed = behaviour.observe(out, moment.today)  # before rules fire: they see this episode and breaks
         if not paused(state):
             if state.episode is not None:
                 self.episodes.fire_episode_rules(out, moment, cause)
@@ -181,7 +214,12 @@ class Engine:
                     self.episodes.update(out, moment, cause)
             if self.rulebook.invoice:
                 self.episodes.fire_invoice_rules(out, moment, cause)
+        if state.restrictions:
+            self.restrictions.review(out, moment, cause)
+        if state.flags and state.pending:
+            self.treatment.silence(out, now)
         self.delivery.release(out, moment, cause)
+        behaviour.observe(out, moment.today, observed)
 
 
 def _after_write_offs(out: Outcome, moment: Moment) -> Moment:

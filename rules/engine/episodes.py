@@ -8,9 +8,11 @@ from typing import Any, Callable
 
 from rules.engine.ledger import money
 from rules.engine.moment import Moment, dunnable, effective_due
-from rules.engine.notices import NoticeIssuer, concerned
+from rules.engine.notices import NoticeIssuer, concerned, notice_id
 from rules.engine.outcome import Outcome, record
+from rules.engine.restrictions import Restrictions
 from rules.engine.rulebook import Compiled, Rulebook
+from rules.engine.treatment import silenced
 from rules.engine.writeoff import WriteOffs
 from rules.model import ARRANGEMENT_BROKEN, EVENT_FACTS
 from rules.state import AccountState, ArrangementState, Episode, Pending
@@ -21,10 +23,11 @@ Due = list[tuple[Compiled, dict[str, Any]]]  # rules whose conditions hold, with
 
 
 class Episodes:
-    def __init__(self, rulebook: Rulebook, issuer: NoticeIssuer, writeoffs: WriteOffs):
+    def __init__(self, rulebook: Rulebook, issuer: NoticeIssuer, writeoffs: WriteOffs, restrictions: Restrictions):
         self.rulebook = rulebook
         self.issuer = issuer
         self.writeoffs = writeoffs
+        self.restrictions = restrictions
 
     def update(self, out: Outcome, moment: Moment, cause: str) -> None:
         """Starts the episode at day 1, or ends it (recalling its open handoffs) when nothing is overdue."""
@@ -148,6 +151,17 @@ class Episodes:
         state, index, rule = out.state, compiled.index, compiled.rule
         shown = {name: (money(value) if isinstance(value, Decimal) else value) for name, value in facts.items()}
         now = moment.now
+        if state.flags:
+            flagged = silenced(state, rule.emit.kind)
+            if flagged is not None:  # a flag stops it: recorded, and a repeating rule waits its interval again
+                record(out, now, "decision.suppressed", rule.id,
+                       {"reason": flagged, "notice_id": notice_id(state.account_id, key)})
+                if compiled.every_days is not None:
+                    state.last_sent[rule.id] = moment.today
+                return
+        if rule.emit.kind in ("restrict", "lift"):
+            self.restrictions.by_rule(out, moment, cause, rule, key, shown)
+            return
         if rule.emit.kind == "write_off":
             self.writeoffs.by_rule(out, moment, cause, rule.id, rule.emit.reason or "uncollectible", key, shown)
             return

@@ -143,6 +143,9 @@ def account_updated(state: AccountState, event: AccountUpdated, when: When) -> d
     if event.opted_out_channels is not None:
         state.opted_out = list(event.opted_out_channels)
         detail["opted_out_channels"] = ",".join(event.opted_out_channels)
+    if event.score is not None:
+        state.score = event.score
+        detail["score"] = str(event.score)
     return detail
 
 

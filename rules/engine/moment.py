@@ -7,6 +7,8 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from rules.engine.behaviour import facts as behaviour_facts
+from rules.engine.holds import days_past
 from rules.state import ZERO, AccountState, InvoiceState, PlatformState
 
 Overdue = list[tuple[InvoiceState, date, int]]  # (invoice, effective due date, days past due)
@@ -53,17 +55,19 @@ def dunnable(invoice: InvoiceState) -> bool:
 
 
 def paused(state: AccountState) -> bool:
-    """A promise to pay or a settlement (offered or agreed) pauses time rules while it stands."""
+    """A promise to pay or a settlement (offered or agreed) pauses time rules while it stands, and so does a hold
+    (a breathing space or hardship flag, rules/engine/treatment.py)."""
     return any(a.status == "offered" or (a.status == "active" and a.kind in ("promise_to_pay", "settlement"))
-               for a in state.arrangements.values())
+               for a in state.arrangements.values()) or bool(state.holds and state.holds[-1].last is None)
 
 
 class Calendar:
     """Local days per account: its time zone (or the ruleset's), outages in that zone, and moments."""
 
-    def __init__(self, default_zone: str, currency: str):
+    def __init__(self, default_zone: str, currency: str, behaviour: bool = False):
         self.default_zone = default_zone
         self.currency = currency  # the ruleset's: what base facts are counted in
+        self.behaviour = behaviour  # whether rules read behaviour facts (rules/engine/behaviour.py)
         self._outage_cache: dict[tuple[str, int], tuple[dict, int, OutageDays]] = {}
 
     def zone_of(self, state: AccountState) -> ZoneInfo:
@@ -91,7 +95,7 @@ class Calendar:
 
     def moment(self, state: AccountState, platform: PlatformState, now: datetime) -> Moment:
         zone = self.zone_of(state)
-        return Moment(state, now, now.astimezone(zone), self.outages(platform, zone), self.currency)
+        return Moment(state, now, now.astimezone(zone), self.outages(platform, zone), self.currency, self.behaviour)
 
 
 class Moment:
@@ -100,26 +104,33 @@ class Moment:
     Built after the balances have changed (event applied, arrangements judged); nothing after that point
     changes which invoices are overdue, so the decisions, the notices and their facts all share it."""
 
-    __slots__ = ("state", "now", "local", "today", "outages", "overdue", "currency", "base")
+    __slots__ = ("state", "now", "local", "today", "outages", "overdue", "currency", "base", "behaviour")
 
     def __init__(self, state: AccountState, now: datetime, local: datetime, outages: OutageDays | None,
-                 currency: str):
+                 currency: str, behaviour: bool = False):
         self.state, self.now, self.local, self.today, self.outages = state, now, local, local.date(), outages
         self.overdue = _overdue(state, self.today, outages)
         self.currency = currency
         self.base: dict[str, Any] | None = None  # the facts in the ruleset's currency, once asked for
+        self.behaviour = behaviour
 
     def again(self) -> Moment:
         """The same instant after a decision changed the balances (a write-off)."""
-        return Moment(self.state, self.now, self.local, self.outages, self.currency)
+        return Moment(self.state, self.now, self.local, self.outages, self.currency, self.behaviour)
 
     def facts(self, currency: str | None) -> dict[str, Any]:
         """What a rule sees, in its own currency (None: the ruleset's)."""
         if currency is None or currency == self.currency:
             if self.base is None:
-                self.base = _facts(self.state, self.overdue, self.currency)
+                self.base = self._facts(self.currency)
             return self.base
-        return _facts(self.state, self.overdue, currency)
+        return self._facts(currency)
+
+    def _facts(self, currency: str) -> dict[str, Any]:
+        found = _facts(self.state, self.overdue, currency)
+        if self.behaviour:
+            found.update(behaviour_facts(self.state, self.today))
+        return found
 
 
 def _overdue(state: AccountState, today: date, outages: OutageDays | None) -> Overdue:
@@ -130,7 +141,7 @@ def _overdue(state: AccountState, today: date, outages: OutageDays | None) -> Ov
         due = invoice.fell_due or invoice.extended_to or invoice.due_date
         if outages is not None:  # inline rather than effective_due: this runs for every invoice at every moment
             due = outages.shift(due)
-        days = (today - due).days
+        days = (today - due).days if not state.holds else days_past(due, today, state.holds)
         if days >= 1:
             overdue.append((invoice, due, days))
     return overdue
@@ -142,7 +153,7 @@ def _facts(state: AccountState, overdue: Overdue, currency: str) -> dict[str, An
          if inv.status == "open" and not inv.disputed and inv.currency == currency),
         ZERO,
     )
-    return {
+    facts = {
         "days_past_due": max((days for _, _, days in overdue), default=0),
         "overdue_amount": sum((inv.balance for inv, _, _ in overdue if inv.currency == currency), ZERO),
         "open_balance": open_balance,
@@ -151,6 +162,9 @@ def _facts(state: AccountState, overdue: Overdue, currency: str) -> dict[str, An
         "arrangement": _arrangement_status(state),
         "first_time": state.settled_invoices == 0,
     }
+    if state.flags:  # only then: notices show the fact when a flag stands
+        facts["flags"] = ",".join(sorted(state.flags))
+    return facts
 
 
 def _arrangement_status(state: AccountState) -> str:

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
+from rules.engine.holds import days_past
 from rules.engine.moment import OutageDays, dunnable, effective_due
 from rules.state import ZERO, AccountState
 
@@ -39,7 +40,7 @@ def positions(state: AccountState, today: date, outages: OutageDays | None) -> d
         position = result.get(invoice.currency)
         if position is None:
             position = result[invoice.currency] = Position()
-        days = (today - effective_due(invoice, outages)).days if dunnable(invoice) else 0
+        days = days_past(effective_due(invoice, outages), today, state.holds) if dunnable(invoice) else 0
         position.open_amount += invoice.balance
         position.aging[aging_bucket(days)] += invoice.balance
         if days >= 1:

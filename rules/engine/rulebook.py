@@ -15,7 +15,8 @@ class Compiled:
         self.index, self.rule, self.id = index, rule, rule.id
         self.conditions = rule.conditions
         self.every_days = rule.every_days
-        self.kind = rule.emit.kind
+        # Once-only rules of one kind due together collapse to the last; restrictions of different actions do not.
+        self.kind = rule.emit.kind if rule.emit.action is None else f"{rule.emit.kind}:{rule.emit.action}"
         self.currency = rule.currency
 
     def matches(self, facts: dict[str, Any]) -> bool:

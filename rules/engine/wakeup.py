@@ -38,6 +38,9 @@ class Wakeups:
             if opening <= since:
                 opening = datetime.combine(local.date() + timedelta(days=1), window.start, tzinfo=zone)
             candidates.append(opening)
+        expiring = [standing.until for standing in state.flags.values() if standing.until is not None]
+        if expiring:  # a flag ends after its last day (rules/engine/treatment.py)
+            candidates.append(datetime.combine(min(expiring) + timedelta(days=1), time(0), tzinfo=zone))
         return min(candidates) if candidates else None
 
     def _next_interesting_day(self, state: AccountState, platform: PlatformState, zone: ZoneInfo,

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from rules.engine import Engine
 from rules.loader import load_ruleset
 from rules.simulator import Simulation
-from rules.state import REDELIVERY_WINDOW
+from rules.state import REDELIVERY_WINDOW, ZERO
 from schemas.events import input_event_adapter, tick
 
 START = datetime.fromisoformat("2026-10-01T00:00:00+08:00")
@@ -22,15 +22,29 @@ REPO = Path(__file__).resolve().parents[2]
 ENGINE = Engine(load_ruleset(REPO / "rules" / "default.yaml"))
 # Two offer stages, the second due while the first may still stand (scenario 33), in a contact window.
 OFFERS = Engine(load_ruleset(REPO / "tests" / "scenarios" / "33-second-offer-waits" / "rules.yaml"))
-ENGINES = pytest.mark.parametrize("engine", [ENGINE, OFFERS], ids=["default", "two-offers"])
+# Restrictions applied and lifted (rules/examples/credit-line.yaml), over the same histories.
+CREDIT_LINE = Engine(load_ruleset(REPO / "rules" / "examples" / "credit-line.yaml"))
+ENGINES = pytest.mark.parametrize("engine", [ENGINE, OFFERS, CREDIT_LINE],
+                                  ids=["default", "two-offers", "credit-line"])
+FLAGS = ("breathing_space", "hardship", "vulnerable", "deceased", "bankruptcy", "fraud", "do_not_dun")
 ACCOUNTS = ("A", "B")
 INVOICES = ("I1", "I2", "I3")
 money = st.integers(min_value=1, max_value=12000).map(lambda cents: f"{cents // 100}.{cents % 100:02d}")
 day = st.integers(min_value=-10, max_value=50).map(lambda d: (START + timedelta(days=d)).date().isoformat())
 
 
-def _event(kind: str, draw) -> dict:
+def _event(kind: str, draw, occurred: datetime) -> dict:
     invoice = draw(st.sampled_from(INVOICES))
+    if kind in ("account.flagged", "account.unflagged"):
+        until = draw(st.one_of(st.none(), st.integers(0, 20))) if kind == "account.flagged" else None
+        return {"flag": draw(st.sampled_from(FLAGS)),
+                **({"until": (occurred + timedelta(days=until)).date().isoformat()} if until is not None else {})}
+    if kind == "account.statement":  # billing's view, as of up to three days before it is sent
+        as_of = occurred - timedelta(hours=draw(st.integers(0, 72)))
+        lines = [{"invoice_id": name, "amount_due": draw(money), "currency": "CNY", "due_date": draw(day)}
+                 for name in draw(st.lists(st.sampled_from(INVOICES), unique=True, max_size=3))]
+        return {"as_of": as_of.isoformat(), "invoices": lines,
+                **draw(st.sampled_from([{}, {"credit": {}}, {"credit": {"CNY": "5.00"}}]))}
     if kind == "invoice.issued":
         return {"invoice_id": invoice, "amount": draw(money), "currency": "CNY", "due_date": draw(day)}
     if kind == "payment.received":
@@ -101,13 +115,15 @@ def histories(draw, quiet_redeliveries: bool = False):
     `quiet_redeliveries`, some events re-sent after a week in which their account received nothing."""
     kinds = ["invoice.issued"] * 4 + ["payment.received"] * 3 + [
         "payment.failed", "dispute.opened", "dispute.resolved", "invoice.adjusted", "invoice.cancelled",
-        "account.updated", "arrangement.agreed", "debt.written_off"]
+        "account.updated", "arrangement.agreed", "debt.written_off", "account.flagged", "account.unflagged",
+        "account.statement"]
     count = draw(st.integers(min_value=1, max_value=18))
     minutes = draw(st.lists(st.integers(0, 50 * 24 * 60), min_size=count, max_size=count))
     raw = []
     for minute in minutes:
         kind = draw(st.sampled_from(kinds))
-        raw.append((minute, kind, draw(st.sampled_from(ACCOUNTS)), _event(kind, draw)))
+        raw.append((minute, kind, draw(st.sampled_from(ACCOUNTS)),
+                    _event(kind, draw, START + timedelta(minutes=minute))))
     if draw(st.booleans()):
         raw += _settlement_story(draw, draw(st.sampled_from(ACCOUNTS)), draw(st.integers(0, 40 * 24 * 60)))
     if draw(st.booleans()):
@@ -214,3 +230,36 @@ def test_every_event_delivered_has_its_audit_line_applied_or_ignored(events):
     delivered = Counter((e.account_id, e.type, e.event_id) for e in events)
     lines = Counter((r.account_id, r.what, r.id) for r in audit if (r.account_id, r.what, r.id) in delivered)
     assert lines == delivered
+
+
+@PROPERTY
+@given(histories())
+def test_a_restriction_is_never_left_applied_with_nothing_overdue(events):
+    """After every step: an applied restriction has overdue debt to stand for (or unrecovered written-off debt, for
+    one kept after a write-off); and each is applied once and lifted once."""
+    simulation, pending = Simulation(CREDIT_LINE), list(events)
+    for hour in range(DAYS * 24):
+        moment = START + timedelta(hours=hour)
+        while pending and pending[0].occurred_at < moment:
+            simulation.feed(pending.pop(0))
+            _restrictions_hold(simulation)
+        simulation.feed(tick(moment))
+        _restrictions_hold(simulation)
+    changes = [(n.notice_id, n.restriction.state) for n in simulation.notices if n.kind == "restriction"]
+    assert len(changes) == len(set(changes))
+    applied = {n.notice_id for n in simulation.notices if n.kind == "restriction" and n.restriction.state == "applied"}
+    lifted = [n.restriction.applied_notice_id for n in simulation.notices
+              if n.kind == "restriction" and n.restriction.state == "lifted"]
+    assert len(lifted) == len(set(lifted)) and set(lifted) <= applied
+
+
+def _restrictions_hold(simulation: Simulation) -> None:
+    for state in simulation.accounts.values():
+        if not state.restrictions:
+            continue
+        clock = simulation.platform.clock or max(r.applied_at for r in state.restrictions.values())
+        at = max(clock, state.evaluated_until or clock)
+        overdue = CREDIT_LINE.calendar.moment(state, simulation.platform, at).overdue
+        unrecovered = any(amount > ZERO for amount in state.written_off.values())
+        for restriction in state.restrictions.values():
+            assert overdue or (restriction.keep_written_off and unrecovered), (state.account_id, restriction)

@@ -165,7 +165,8 @@ RULE_MISTAKES = [
           when:
             days_overdue: 3
           emit: {kind: reminder, channel: sms, template: t}
-    """, 9, "when.days_overdue", "unknown fact; known here: arrangement, days_past_due", id="unknown fact"),
+    """, 9, "when.days_overdue", "unknown fact; known here: arrangement, broken_arrangements, days_past_due",
+                 id="unknown fact"),
     pytest.param("""\
         - id: bad
           when:
@@ -207,12 +208,14 @@ RULE_MISTAKES = [
         - id: bad
           when: {days_past_due: 30}
           emit: {kind: handoff}
-    """, 9, "emit", "a handoff needs to: collector, agency or legal", id="handoff without to"),
+    """, 9, "emit", "a handoff needs to: collector, agency, legal or a team the ruleset lists",
+                 id="handoff without to"),
     pytest.param("""\
         - id: bad
           when: {days_past_due: 30}
           emit: {kind: handoff, to: bailiff}
-    """, 9, "emit.to", "'collector', 'agency' or 'legal'", id="handoff to unknown team"),
+    """, 9, "emit.to", "'bailiff' is not a team; use collector, agency, legal, or list it under teams:",
+                 id="handoff to unknown team"),
     pytest.param("""\
         - id: bad
           when: {days_past_due: 30}
@@ -242,7 +245,8 @@ RULE_MISTAKES = [
         - id: bad
           when: {days_past_due: 2}
           emit: {kind: letter, channel: post, template: overdue}
-    """, 9, "emit.kind", "'reminder', 'urgent_notice', 'handoff', 'offer' or 'write_off'", id="unknown kind"),
+    """, 9, "emit.kind", "'reminder', 'urgent_notice', 'handoff', 'offer', 'write_off', 'restrict' or 'lift'",
+                 id="unknown kind"),
     pytest.param("""\
         - id: bad
           when: {days_past_due: 60}

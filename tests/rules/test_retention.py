@@ -1,6 +1,7 @@
 """An account's state holds what decisions need, not its history: it stays small however old the account is."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -9,7 +10,7 @@ from rules.engine import Engine
 from rules.loader import load_ruleset
 from rules.simulator import Simulation
 
-from rules.state import CASE_FILE_LIMIT, REDELIVERY_FLOOR, dump_account, load_account
+from rules.state import CASE_FILE_LIMIT, REDELIVERY_FLOOR, AccountState, dump_account, load_account
 from schemas.events import parse_event, tick
 from tests.rules.conftest import Harness, at
 
@@ -102,7 +103,7 @@ def test_a_long_episodes_case_file_keeps_what_went_out_and_is_stored_compressed(
     assert state.case_notices and all(set(line.detail) <= {"rule_id", "channel", "template", "to", "action"}
                                       for line in state.case_notices)
     raw = dump_account(state)
-    assert raw[0] == 2 | 0x80 and load_account(raw) == state  # lz4 behind the same layout version
+    assert raw[0] == 3 | 0x80 and load_account(raw) == state  # lz4 behind the same layout version
     assert len(raw) < 4096
 
 
@@ -111,32 +112,49 @@ def test_the_codec_keeps_every_field_and_refuses_another_layout(harness: Harness
     harness.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-10")
     harness.run_until("2026-10-10 00:00", "2026-10-12 09:30")
     raw = dump_account(harness.state)
-    assert raw[0] & 0x7F == 2 and load_account(raw) == harness.state
+    assert raw[0] & 0x7F == 3 and load_account(raw) == harness.state
     try:
-        load_account(bytes([3]) + raw[1:])
+        load_account(bytes([4]) + raw[1:])
     except ValueError as exc:
-        assert "version 3" in str(exc)
+        assert "version 4" in str(exc)
     else:
         raise AssertionError("a value of another layout version was read")
 
 
-def test_a_state_stored_by_layout_1_is_read_as_the_same_state_today():
-    """A worker upgraded over stored states reads them: layout 1 lacked the settlement and write-off fields."""
-    data = Path(__file__).parent / "data" / "account-layout-1.txt"
+def _stored_and_simulated(layout: int, folders: tuple[str, ...]):
+    """The states a layout stored (tests/rules/data), and today's simulation of the same scenarios."""
+    data = Path(__file__).parent / "data" / f"account-layout-{layout}.txt"
     stored = dict(line.split() for line in data.read_text().splitlines() if line and not line.startswith("#"))
     scenarios = Path(__file__).resolve().parents[1] / "scenarios"
-    events = sorted((parse_event(line) for folder in ("04-partial-payment-recall", "08-promise-kept",
-                                                      "10-installments-kept")
+    events = sorted((parse_event(line) for folder in folders
                      for line in (scenarios / folder / "events.jsonl").read_bytes().splitlines() if line.strip()),
                     key=lambda event: event.occurred_at)
     simulation = Simulation(Engine(load_ruleset(scenarios.parents[1] / "rules" / "default.yaml")))
     simulation.run(events, timedelta(hours=1), datetime.fromisoformat("2026-10-20T00:00:00+08:00"))
-    assert set(stored) == {"K1", "L1", "P1"} and simulation.accounts["K1"].arrangements
-    assert simulation.accounts["L1"].arrangements
+    return stored, simulation.accounts
+
+
+_BEHAVIOUR = ("episode_starts", "last_cure_days", "broken_arrangements", "invoices_paid", "paid_on_time", "score")
+
+
+def _upgraded(raw: bytes, layout: int, today: AccountState) -> AccountState:
+    """A stored state read today, and what it lacks filled in from today's run. Older layouts never kept books_at
+    (the latest balance event applied): the upgrade takes the latest instant the state still holds, never later
+    than the true one. Nor how the account paid: the behaviour aggregates start from nothing."""
+    assert raw[0] & 0x7F == layout
+    state = load_account(raw)
+    assert state.books_at is not None and state.books_at <= today.books_at
+    assert [getattr(state, name) for name in _BEHAVIOUR] == [[], None, 0, 0, 0, None]
+    return replace(state, books_at=today.books_at, **{name: getattr(today, name) for name in _BEHAVIOUR})
+
+
+def test_a_state_stored_by_layout_1_is_read_as_the_same_state_today():
+    """A worker upgraded over stored states reads them: layout 1 lacked the settlement and write-off fields."""
+    stored, accounts = _stored_and_simulated(
+        1, ("04-partial-payment-recall", "08-promise-kept", "10-installments-kept"))
+    assert set(stored) == {"K1", "L1", "P1"} and accounts["K1"].arrangements and accounts["L1"].arrangements
     for account, text in stored.items():
-        raw = bytes.fromhex(text)
-        assert raw[0] & 0x7F == 1
-        assert load_account(raw) == simulation.accounts[account]
+        assert _upgraded(bytes.fromhex(text), 1, accounts[account]) == accounts[account]
 
 
 def _declined_then_busy(harness: Harness):
@@ -181,3 +199,14 @@ def test_the_latest_ids_are_remembered_whatever_their_age(harness: Harness):
                   currency="CNY", invoice_id="I1", reason="insufficient_funds")
     released, lines = _resend(harness, "2026-11-20 12:00")  # six weeks on, but among the account's latest 8 ids
     assert released == [] and lines == [("payment.failed", "F", {"ignored": "event already applied (a redelivery)"})]
+
+
+def test_a_state_stored_by_layout_2_is_read_as_the_same_state_today():
+    """Layout 2 (settlements and write-offs) lacked flags, holds, restrictions and the statement marks."""
+    stored, accounts = _stored_and_simulated(
+        2, ("04-partial-payment-recall", "08-promise-kept", "25-settlement-paid", "27-write-off-by-event"))
+    assert set(stored) == {"K1", "P1", "S1", "W1"} and accounts["W1"].written_off
+    for account, text in stored.items():
+        state = load_account(bytes.fromhex(text))
+        assert (state.flags, state.holds, state.restrictions, state.statement_at) == ({}, [], {}, None)
+        assert _upgraded(bytes.fromhex(text), 2, accounts[account]) == accounts[account]

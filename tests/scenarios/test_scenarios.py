@@ -23,6 +23,8 @@ SCENARIOS = sorted(path.parent for path in HERE.glob("*/scenario.yaml"))
 def describe(notice: Notice) -> str:
     if notice.kind == "handoff":
         target = f"{notice.to}/{notice.action}"
+    elif notice.kind == "restriction":
+        target = f"{notice.restriction.action}/{notice.restriction.state}"
     elif notice.channel:
         target = notice.channel
     else:  # a decision to billing: what was paid (or recovered) and written off

@@ -49,6 +49,11 @@ VALID: dict[str, dict[str, Any]] = {
     "platform.outage": event("platform.outage", account_id="*", outage_id="O1", start="2026-12-01T00:00:00Z",
                              end="2026-12-01T06:00:00Z", grace_days=2),
     "clock.tick": event("clock.tick", account_id="*", at="2026-12-01T10:00:00+08:00"),
+    "account.flagged": event("account.flagged", flag="breathing_space", until="2027-01-29", reference="BS-2026-118"),
+    "account.unflagged": event("account.unflagged", flag="breathing_space", reference="BS-2026-118"),
+    "account.statement": event("account.statement", as_of="2026-12-01T00:00:00+08:00",
+                               invoices=[{"invoice_id": "I1", "amount_due": "100.00", "currency": "CNY",
+                                          "due_date": "2026-12-31"}], credit={"CNY": "20.00"}),
 }
 
 # Fields a producer may leave out; every other field of a VALID sample is required.
@@ -62,6 +67,9 @@ OPTIONAL: dict[str, set[str]] = {
     "debt.written_off": {"invoice_ids"},
     "account.updated": {"risk_tier", "timezone", "channels", "opted_out_channels"},
     "platform.outage": {"account_id"},
+    "account.flagged": {"until", "reference"},
+    "account.unflagged": {"reference"},
+    "account.statement": {"credit"},
 }
 
 

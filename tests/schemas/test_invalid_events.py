@@ -231,6 +231,13 @@ def bad_object(schema: dict[str, Any], defs: dict[str, Any], present: dict[str, 
             lambda name: (f"{name} missing", {k: v for k, v in present.items() if k != name})))
     if schema.get("additionalProperties") is False:
         options.append(st.just(("an extra field", {**present, "note": "x"})))
+    if "patternProperties" in schema and present:  # a map (a statement's credit per currency): a bad entry
+        (pattern, values), = schema["patternProperties"].items()
+        key = sorted(present)[0]
+        options.append(st.just(("a key not matching " + pattern, {**present, key.lower(): present[key]})))
+        options.append(bad_values(values, defs, present[key]).map(
+            lambda bad: (f"{key}: {bad[0]}", {**present, key: bad[1]})))
+        return st.one_of(options)
     fields = sorted(schema["properties"])
     options.append(st.sampled_from(fields).flatmap(lambda name: bad_values(
         schema["properties"][name], defs, present.get(name)).map(

@@ -81,7 +81,7 @@ def test_notice_kinds(kind):
 
 def test_notice_kind_is_a_known_one():
     assert set(NOTICE_KINDS) == {"reminder", "urgent_notice", "handoff", "offer", "settlement", "write_off",
-                                 "recovery"}
+                                 "recovery", "restriction"}
     with pytest.raises(ValidationError):
         notice(kind="sms")
 

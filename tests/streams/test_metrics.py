@@ -220,3 +220,66 @@ def test_write_offs_recoveries_and_settlements_are_counted_per_currency_and_reas
     assert samples['dunning_notices_total{channel="",kind="settlement",rule_id="settlement-offer"}'] == 1.0
     assert samples['dunning_notices_total{channel="",kind="settlement",rule_id=""}'] == 1.0
     assert samples['dunning_arrangements_total{kind="settlement",outcome="kept"}'] == 2.0
+
+
+def test_flags_restrictions_and_reconciliation_differences_are_counted():
+    """Gauges of what stands now (kept up while processing, and rebuilt alike after a rebalance), and a counter of
+    what billing's statements showed."""
+    from rules.engine import Engine
+    from rules.loader import load_ruleset
+
+    def folder_events(*folders):
+        return sorted((parse_event(line) for folder in folders
+                       for line in (REPO / "tests" / "scenarios" / folder / "events.jsonl").read_bytes().splitlines()
+                       if line.strip()), key=lambda e: e.occurred_at)
+
+    def exposition(rules, events, until):
+        processor, tables = Processor(Engine(load_ruleset(REPO / rules)), TOPICS, PARTITIONS), Tables()
+        metrics = WorkerMetrics("v", lambda: processor.portfolio(range(PARTITIONS), tables.platforms, tables.scan),
+                                marks=lambda: processor.marks(range(PARTITIONS)))
+        metrics.exposition()  # a first scrape: from here on the figures are kept up
+        events = [event for event in events if event.occurred_at < until]
+        for result in run_batches(processor, tables, messages(events, timedelta(hours=1), until)):
+            metrics.record(result, acknowledged_at=2_000_000_000.0)
+        kept_up = metrics.exposition().decode()
+        processor.forget_partitions()
+        assert _gauges(metrics.exposition().decode()) == _gauges(kept_up)  # rebuilt from the tables
+        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in kept_up.splitlines()
+                if line and not line.startswith("#")}
+
+    # until 07-01: vulnerable (46) and bankruptcy (44) stand, fraud (45) was cleared, the breathing space (40) too
+    flags = exposition("rules/default.yaml", folder_events("40-breathing-space", "44-bankruptcy", "45-fraud-cleared",
+                                                           "46-vulnerable", "50-statement-lost-payment",
+                                                           "51-statement-late", "52-statement-unknown-invoice"),
+                       datetime.fromisoformat("2026-07-01T00:00:00+08:00"))
+    assert {flag: flags[f'dunning_flagged_accounts{{flag="{flag}"}}'] for flag in
+            ("breathing_space", "bankruptcy", "fraud", "vulnerable", "deceased")} == {
+        "breathing_space": 1.0, "bankruptcy": 1.0, "fraud": 0.0, "vulnerable": 1.0, "deceased": 0.0}
+    differences = {kind: flags.get(f'dunning_reconciliation_differences_total{{kind="{kind}"}}')
+                   for kind in ("added", "closed", "corrected", "credit", "stale")}
+    assert differences == {"added": 2.0, "closed": 1.0, "corrected": 2.0, "credit": 1.0, "stale": 1.0}
+    # 48 until 07-20: written off, the freeze kept; 49 until 07-21: the plan broke and a new episode froze again
+    restricted = exposition("rules/examples/credit-line.yaml",
+                            folder_events("48-restriction-lifted-on-write-off", "49-restriction-lifted-by-rule"),
+                            datetime.fromisoformat("2026-07-21T00:00:00+08:00"))
+    assert restricted['dunning_restricted_accounts{action="freeze_credit"}'] == 2.0
+    assert restricted['dunning_restricted_accounts{action="block_purchases"}'] == 1.0
+
+
+def _gauges(text: str) -> list[str]:
+    return sorted(line for line in text.splitlines() if line.startswith(("dunning_flagged", "dunning_restricted")))
+
+
+def run_batches(processor, tables, sources, batch: int = 50):
+    pending = 0
+    for source in sources:
+        processor.process(source, tables.accounts, tables.platforms, tables.scan)
+        pending += 1
+        if pending >= batch:
+            result = processor.finish_batch()
+            tables.apply(result)
+            yield result
+            pending = 0
+    result = processor.finish_batch()
+    tables.apply(result)
+    yield result
