@@ -9,6 +9,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from rules.contact_policy import DeliveryPolicy
 from schemas.events import EVENT_TYPES, PaymentFailed, WriteOffReason
 from schemas.notices import HandoffTarget
 from schemas.types import Currency, TimeZoneName
@@ -37,6 +38,12 @@ ACCOUNT_FACTS: dict[str, FactSpec] = {
     "arrangement": FactSpec("choice", ("none", "active", "broken")),
     "first_time": FactSpec("flag"),
 }
+# What the engine knows of contacts (rules/engine/contact.py); shown to rules only in a ruleset that uses one.
+CONTACT_FACTS: dict[str, FactSpec] = {
+    "unreachable_channels": FactSpec("count"),
+    "delivered_contacts": FactSpec("count"),
+}
+ACCOUNT_FACTS.update(CONTACT_FACTS)
 
 ARRANGEMENT_KINDS = ("extension", "promise_to_pay", "installments", "settlement")
 # What a rule can do: tell the customer (reminder, urgent_notice, offer), hand the account to a team, or write
@@ -313,6 +320,8 @@ class Ruleset(_Strict):
     contact_window: ContactWindow | None = None
     limits: Limits = Limits()
     rules: list[Rule]
+    delivery: DeliveryPolicy | None = Field(default=None, description="what delivery receipts do; absent: they "
+                                            "are recorded and change nothing")
 
     @field_validator("version", mode="before")
     @classmethod
@@ -356,4 +365,8 @@ class Ruleset(_Strict):
 
     def event_rules(self, event_type: str) -> tuple[tuple[int, Rule], ...]:
         return self._by_event.get(event_type, ())
+
+    @property
+    def uses_contact_facts(self) -> bool:
+        return any(fact in CONTACT_FACTS for rule in self.rules for fact in rule.when)
 

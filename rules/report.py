@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Iterable
 
 from schemas.audit import AuditRecord
+from schemas.notices import RECEIPT_TYPES, is_notice_line
 
 CONTACT_KINDS = ("reminder", "urgent_notice", "offer")  # notices that reach the customer
 WINDOWS = (7, 30)
@@ -124,7 +125,7 @@ def episodes_of(records: Iterable[AuditRecord]) -> tuple[list[Episode], dict[tup
             if episode is not None:
                 episode.ended, episode.cured = record.at, last_event.get(account) == "payment.received"
                 del open_episodes[account]
-        elif what.startswith("notice."):
+        elif is_notice_line(what):
             rule = record.detail.get("rule_id")
             if rule:
                 counts[(variant, rule)] = counts.get((variant, rule), 0) + 1

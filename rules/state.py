@@ -25,6 +25,9 @@ RETENTION = timedelta(days=30)
 REDELIVERY_WINDOW = timedelta(days=7)
 REDELIVERY_FLOOR = 8
 CASE_FILE_LIMIT = 50
+# Notices sent and not yet answered by a delivery receipt: at most AWAITING_LIMIT per account (the oldest goes
+# first), each forgotten after the ruleset's delivery.receipt_days.
+AWAITING_LIMIT = 16
 
 # One line of an account's audit trail: an event, a notice (notice.<kind>) or a decision behind them
 # (decision.<skipped|withdrawn|suppressed|...>, episode.<started|ended>). A handoff's case file carries them
@@ -104,6 +107,23 @@ class Pending:
     invoice_id: str | None = None
     arrangement_id: str | None = None  # for arrangement.broken notices: withdrawn if a late payment keeps it
     deferred_by: list[str] = field(default_factory=list)
+    # layout 3: a notice sent again after a failed delivery (rules/engine/receipts.py)
+    replaces: str | None = None  # the notice_id it replaces
+    channel: str | None = None  # a retry: only this channel
+    tried: list[str] = field(default_factory=list)  # channels its earlier sends failed on
+    not_before: datetime | None = None  # a retry waits for the ruleset's delay
+    retries: int = 0  # temporary failures retried so far
+
+
+@dataclass(slots=True)
+class Awaiting:
+    """A notice sent on a channel, until its delivery receipt comes or it ages out: what is needed to send it
+    again."""
+
+    notice_id: str
+    channel: str
+    sent_at: datetime
+    pending: Pending
 
 
 @dataclass(slots=True)
@@ -112,6 +132,7 @@ class Episode:
     started_at: datetime
     done: dict[str, str] = field(default_factory=dict)  # once-per-episode rule id -> fired | skipped
     open_handoffs: dict[str, str] = field(default_factory=dict)  # target -> rule id that opened it
+    delivered: int = 0  # layout 3: contacts a receipt said were delivered in this episode
 
 
 @dataclass(slots=True)
@@ -141,6 +162,9 @@ class AccountState:
     seen: dict[str, int] = field(default_factory=dict)  # recent event ids -> epoch seconds applied, oldest first
     case_events: list[JournalEntry] = field(default_factory=list)  # the current episode's (its case file)
     case_notices: list[JournalEntry] = field(default_factory=list)
+    # layout 3: delivery receipts (rules/engine/receipts.py)
+    awaiting: list[Awaiting] = field(default_factory=list)  # sent, no receipt yet; oldest first, bounded
+    unreachable: list[str] = field(default_factory=list)  # channels a permanent failure closed
 
 
 @dataclass(slots=True)
@@ -169,9 +193,23 @@ def _from_layout_1(stored: list[Any]) -> list[Any]:
     return stored
 
 
-# Version 2 of the stored layout (2: settlements and write-offs; 1 is read and upgraded); a change of fields gets
-# a new version (see rules.codec).
-_account_codec: Codec[AccountState] = Codec(AccountState, 2, upgrades={1: _from_layout_1})
+def _from_layout_2(stored: list[Any]) -> list[Any]:
+    """Layout 2 had no delivery receipts: a waiting notice lacked its last five fields (replaces, channel, tried,
+    not_before, retries), an episode its delivered count, the account its awaiting notices and unreachable
+    channels."""
+    names = [f.name for f in fields(AccountState)]
+    for pending in stored[names.index("pending")]:
+        pending.extend([None, None, [], None, 0])
+    episode = stored[names.index("episode")]
+    if episode is not None:
+        episode.append(0)
+    stored.extend([[], []])
+    return stored
+
+
+# Version 3 of the stored layout (3: delivery receipts; 2: settlements and write-offs; 1 and 2 are read and
+# upgraded); a change of fields gets a new version (see rules.codec).
+_account_codec: Codec[AccountState] = Codec(AccountState, 3, upgrades={1: lambda stored: _from_layout_2(_from_layout_1(stored)), 2: _from_layout_2})
 _platform_codec: Codec[PlatformState] = Codec(PlatformState, 1)
 
 

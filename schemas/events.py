@@ -17,6 +17,8 @@ RiskTier = Literal["low", "standard", "high"]
 # Why a debt was written off. A settlement's forgiven remainder is written off too, as "settlement".
 WriteOffReason = Literal["uncollectible", "bankruptcy", "deceased", "time_barred", "small_balance", "fraud", "other"]
 PLATFORM_ACCOUNT = "*"
+# Why a notification service could not deliver a notice (delivery receipts, rules/engine/receipts.py).
+DeliveryFailure = Literal["bounced", "invalid_address", "unreachable", "blocked", "rejected", "other"]
 
 
 class Envelope(BaseModel):
@@ -162,6 +164,25 @@ class AccountUpdated(Envelope):
     opted_out_channels: list[Id] | None = Field(default=None, max_length=MAX_IDS)
 
 
+class NoticeDelivered(Envelope):
+    """A notification service's receipt: the notice reached the customer on the channel."""
+
+    type: Literal["notice.delivered"]
+    notice_id: Id
+    channel: Id
+
+
+class NoticeFailed(Envelope):
+    """A notification service's receipt: the notice did not reach the customer. Permanent: the address is dead
+    (the channel is unreachable until an account.updated gives it anew); temporary: worth trying again."""
+
+    type: Literal["notice.failed"]
+    notice_id: Id
+    channel: Id
+    reason: DeliveryFailure
+    permanent: bool = Field(strict=True)
+
+
 class PlatformOutage(Envelope):
     """Platform-wide: due dates inside [start, end] move to the local date of end + grace_days."""
 
@@ -201,6 +222,8 @@ InputEvent = Annotated[
         AccountUpdated,
         PlatformOutage,
         ClockTick,
+        NoticeDelivered,
+        NoticeFailed,
     ],
     Field(discriminator="type"),
 ]
@@ -219,6 +242,8 @@ EVENT_TYPES: tuple[str, ...] = (
     "account.updated",
     "platform.outage",
     "clock.tick",
+    "notice.delivered",
+    "notice.failed",
 )
 
 input_event_adapter: TypeAdapter[InputEvent] = TypeAdapter(InputEvent)

@@ -24,6 +24,8 @@ CONTRACTS: dict[str, object] = {
     "account.updated": events.AccountUpdated,
     "platform.outage": events.PlatformOutage,
     "clock.tick": events.ClockTick,
+    "notice.delivered": events.NoticeDelivered,
+    "notice.failed": events.NoticeFailed,
     "input-event": events.InputEvent,
     "notice": notices.Notice,
     "dead-letter": deadletter.DeadLetter,

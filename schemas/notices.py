@@ -18,6 +18,13 @@ NOTICE_KINDS: tuple[str, ...] = get_args(NoticeKind)
 WrittenOffBecause = Literal[WriteOffReason, "settlement"]
 
 FactValue = str | int | bool | None
+# Delivery receipts are input events whose type starts like a notice's audit line (notice.<kind>).
+RECEIPT_TYPES = ("notice.delivered", "notice.failed")
+
+
+def is_notice_line(what: str) -> bool:
+    """An audit or case-file line of a notice sent (notice.<kind>), not of a delivery receipt."""
+    return what.startswith("notice.") and what not in RECEIPT_TYPES
 
 
 class _Contract(BaseModel):
@@ -55,7 +62,8 @@ class Trigger(_Contract):
 
     event_id: str
     at: Timestamp
-    deferred_by: list[Literal["contact_window", "limits"]] = Field(default_factory=list)
+    # delivery_failed: sent again after its first send failed; retry: waited for the retry delay
+    deferred_by: list[Literal["contact_window", "limits", "delivery_failed", "retry"]] = Field(default_factory=list)
 
 
 class SettlementTerms(_Contract):
@@ -99,6 +107,8 @@ class Notice(_Contract):
     written_off: dict[str, Amount] | None = Field(default=None, description="write-offs and settlements: the "
                                                   "amount written off per currency (a settlement's discount)")
     reason: WrittenOffBecause | None = Field(default=None, description="write-offs and settlements: why")
+    replaces: str | None = Field(default=None, description="a notice sent again (next channel after a failed "
+                                 "delivery, or a retry): the notice_id of the one it replaces")
 
     def to_json(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()

@@ -76,6 +76,10 @@ TOPICS: dict[str, dict[str, str]] = {
         "key": "the policy's digest",
         "about": "Published policies (rulesets and experiments); compacted, one partition. Workers switch at a "
                  "clock tick at or after a record's effective time."},
+    "receipts": {
+        "worker": "reads", "publisher": "the notification services (SMS gateway status callbacks, e-mail bounces)",
+        "about": "Delivery receipts: a notice delivered, or failed (permanently: the channel is dead for the "
+                 "account; temporarily: tried again)."},
 }
 
 

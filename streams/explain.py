@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from rules.engine import Engine
 from rules.state import AccountState, JournalEntry, PlatformState
+from schemas.notices import is_notice_line
 from streams.settings import TopicNames
 
 
@@ -63,7 +64,7 @@ def _line(entry: dict[str, Any], zone: ZoneInfo) -> list[str]:
     stamp = datetime.fromisoformat(entry["at"]).astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
     detail = dict(entry["detail"])
     what = entry["what"]
-    if what.startswith("notice."):
+    if is_notice_line(what):
         rule = detail.pop("rule_id", None)  # none on a decision no rule made
         if what == "notice.handoff":
             head = f"HANDOFF {detail.pop('action')} -> {detail.pop('to')}"

@@ -25,6 +25,7 @@ from rules.engine.moment import Calendar, Moment, Overdue, effective_due, paused
 from rules.engine.notices import NoticeIssuer, notice_id
 from rules.engine.outcome import Outcome, record
 from rules.engine.portfolio import AGING_BUCKETS, Position, aging_bucket, positions
+from rules.engine.receipts import Receipts
 from rules.engine.retention import remember, retire, settle_books
 from rules.engine.rulebook import Rulebook
 from rules.engine.settlement import Settlements
@@ -39,6 +40,8 @@ from schemas.events import (
     ExtensionAgreed,
     InputEvent,
     InstallmentsAgreed,
+    NoticeDelivered,
+    NoticeFailed,
     PaymentReceived,
     PlatformOutage,
     PromiseToPayAgreed,
@@ -57,20 +60,22 @@ class Engine:
         self.version = ruleset.version
         self.variant = variant  # the experiment variant this engine decides for, stamped on notices and audit
         currency = ruleset.defaults.currency
-        self.calendar = Calendar(ruleset.defaults.timezone, currency)
+        self.calendar = Calendar(ruleset.defaults.timezone, currency, ruleset.uses_contact_facts)
         self.rulebook = Rulebook(ruleset)
         issuer = NoticeIssuer(ruleset.version, variant)
         self.arrangements = Arrangements(self.calendar, currency)
         self.settlements = Settlements(self.calendar, issuer)
         self.writeoffs = WriteOffs(issuer)
         self.episodes = Episodes(self.rulebook, issuer, self.writeoffs)
-        self.delivery = Delivery(self.rulebook, ruleset.contact_window, ruleset.limits, issuer)
+        self.receipts = Receipts(ruleset.delivery, self.rulebook)
+        self.delivery = Delivery(self.rulebook, ruleset.contact_window, ruleset.limits, issuer, self.receipts)
         self.wakeups = Wakeups(self.calendar, self.rulebook.lookahead, ruleset.contact_window)
         # Each account event type's effect on the state; returns the audit detail ("ignored" when moot).
         agreed = self.arrangements.agreed
         self._appliers = {**APPLIERS, ExtensionAgreed: agreed, PromiseToPayAgreed: agreed,
                           InstallmentsAgreed: agreed, SettlementAgreed: agreed, ArrangementCancelled: cancelled,
-                          DebtWrittenOff: debt_written_off}
+                          DebtWrittenOff: debt_written_off, NoticeDelivered: self.receipts.delivered,
+                          NoticeFailed: self.receipts.failed}
 
     # ----------------------------------------------------------------- entry points
 
@@ -99,11 +104,13 @@ class Engine:
             if isinstance(event, ClockTick) and (state.evaluated_until is None or event.at > state.evaluated_until):
                 self._evaluate(out, platform, event)
                 retire(state, event.at)
+                self.receipts.forget(state, event.at)
         else:
             clock = platform.clock
             now = event.occurred_at if clock is None or event.occurred_at > clock else clock
             if remember(state, event.event_id, now):
                 retire(state, now)
+                self.receipts.forget(state, now)
                 self._apply(out, platform, event, apply, now)
                 settle_books(state, now)
         out.wakeup = self.wakeups.wakeup(state, platform)

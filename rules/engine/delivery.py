@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from rules.engine.moment import Moment, dunnable, effective_due, paused
 from rules.engine.notices import NoticeIssuer, concerned, notice_id
 from rules.engine.outcome import Outcome, record
+from rules.engine.receipts import Receipts
 from rules.engine.rulebook import Rulebook
 from rules.engine.settlement import covered, offer, terms
 from rules.model import ContactWindow, Limits
@@ -19,11 +20,13 @@ _KIND_PRIORITY = {"urgent_notice": 0, "reminder": 1, "offer": 1}
 
 
 class Delivery:
-    def __init__(self, rulebook: Rulebook, window: ContactWindow | None, limits: Limits, issuer: NoticeIssuer):
+    def __init__(self, rulebook: Rulebook, window: ContactWindow | None, limits: Limits, issuer: NoticeIssuer,
+                 receipts: Receipts):
         self.rulebook = rulebook
         self.window = window
         self.limits = limits
         self.issuer = issuer
+        self.receipts = receipts
 
     def release(self, out: Outcome, moment: Moment, cause: str) -> None:
         state = out.state
@@ -45,13 +48,14 @@ class Delivery:
                 if "contact_window" not in pending.deferred_by:
                     pending.deferred_by.append("contact_window")
             return
+        later = [pending for pending in still if pending.not_before is not None and pending.not_before > now]
+        if later:  # retries wait for their delay
+            still = [pending for pending in still if pending not in later]
         # A notice no channel can carry is recorded and dropped first, so it takes no place under the limits.
         channels = {id(pending): self._channel(state, pending) for pending in still}
         for pending in still:
             if channels[id(pending)] is None:
-                record(out, now, "decision.suppressed", pending.rule_id,
-                       {"reason": "the customer opted out of every channel the rule allows",
-                        "notice_id": notice_id(state.account_id, pending.key)})
+                _no_channel(out, pending, now)
         still = [pending for pending in still if channels[id(pending)] is not None]
         week_start = today - timedelta(days=WEEK_DAYS - 1)
         state.sent_days = [day for day in state.sent_days if day >= week_start]
@@ -62,8 +66,9 @@ class Delivery:
         if limits.per_week is not None:
             room = min(room, limits.per_week - len(state.sent_days))
         still.sort(key=lambda p: (_KIND_PRIORITY[p.kind], p.rule_index, p.trigger_at, p.key))
-        release, state.pending = still[:max(room, 0)], still[max(room, 0):]
-        for pending in state.pending:
+        release, held = still[:max(room, 0)], still[max(room, 0):]
+        state.pending = held + later if later else held
+        for pending in held:
             if "limits" not in pending.deferred_by:
                 pending.deferred_by.append("limits")
         for pending in release:
@@ -87,19 +92,27 @@ class Delivery:
         return rule.matches({**facts, "days_until_due": until_due})
 
     def _channel(self, state: AccountState, pending: Pending) -> str | None:
-        """The first channel the rule allows that the customer has not opted out of ('preferred': theirs)."""
+        """The first channel the rule allows that the customer has not opted out of ('preferred': theirs), that
+        is not unreachable and that this notice did not fail on already; a retry's own channel while it is."""
         rule = self.rulebook.by_id[pending.rule_id].rule
-        candidates: list[str] = []
+        candidates: list[str] = [pending.channel] if pending.channel is not None else []
         for channel in rule.emit.channels:
             candidates.extend(state.channels if channel == "preferred" else [channel])
-        return next((c for c in candidates if c not in state.opted_out), None)
+        closed = state.unreachable
+        tried = pending.tried
+        return next((c for c in candidates if c not in state.opted_out and c not in closed and c not in tried), None)
 
     def _send(self, out: Outcome, moment: Moment, cause: str, pending: Pending, channel: str) -> None:
         state = out.state
         compiled = self.rulebook.by_id[pending.rule_id]
         rule = compiled.rule
         invoices, extra = concerned(state, moment, pending.invoice_id), None
-        if pending.kind == "offer":
+        standing = state.arrangements.get(pending.arrangement_id) if pending.replaces else None
+        if pending.kind == "offer" and standing is not None and standing.status == "offered":
+            # An offer sent again after a failed delivery: the same offer, on another channel or later.
+            invoices = covered(state, standing, moment)
+            extra = {"settlement": terms(standing, moment.local.tzinfo.key)}
+        elif pending.kind == "offer":
             # An offer is made as it goes: its terms are what is overdue now, its days counted from today.
             offer_id = notice_id(state.account_id, pending.key)
             settlement = offer(state, moment, rule, offer_id, rule.currency or moment.currency)
@@ -119,13 +132,32 @@ class Delivery:
             out, moment, cause, kind=pending.kind, rule_id=rule.id, key=pending.key,
             episode_id=pending.episode_id,
             trigger=Trigger(event_id=pending.trigger_event, at=pending.trigger_at, deferred_by=pending.deferred_by),
-            facts=pending.facts, channel=channel, template=rule.emit.template, invoices=invoices, extra=extra,
+            facts=pending.facts, channel=channel, template=rule.emit.template, invoices=invoices,
+            extra={**(extra or {}), "replaces": pending.replaces} if pending.replaces else extra,
         )
+        self.receipts.sent(state, out.notices[-1].notice_id, channel, moment.now, pending)
+
+
+def _no_channel(out: Outcome, pending: Pending, now: datetime) -> None:
+    """Recorded and dropped: opted out of every channel (suppressed), or every one left unreachable or failed."""
+    state = out.state
+    detail = {"notice_id": notice_id(state.account_id, pending.key)}
+    if pending.replaces or state.unreachable:
+        detail.update(reason="every channel the rule allows is opted out of, unreachable or failed for this notice",
+                      unreachable=",".join(state.unreachable))
+        if pending.replaces:
+            detail["replaces"] = pending.replaces
+        record(out, now, "decision.undeliverable", pending.rule_id, detail)
+    else:
+        detail["reason"] = "the customer opted out of every channel the rule allows"
+        record(out, now, "decision.suppressed", pending.rule_id, detail)
 
 
 def _withdraw(out: Outcome, pending: Pending, now: datetime, reason: str | None = None) -> None:
     state = out.state
-    if pending.scope == "episode" and state.episode is not None and state.episode.episode_id == pending.episode_id:
+    if pending.replaces is not None:
+        pass  # a notice sent again: the rule fired and its first notice went; that stays
+    elif pending.scope == "episode" and state.episode is not None and state.episode.episode_id == pending.episode_id:
         state.episode.done.pop(pending.rule_id, None)
     elif pending.scope == "invoice" and pending.invoice_id in state.invoices:
         done = state.invoices[pending.invoice_id].rules_done

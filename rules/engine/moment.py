@@ -7,6 +7,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from rules.engine.contact import contact_facts
 from rules.state import ZERO, AccountState, InvoiceState, PlatformState
 
 Overdue = list[tuple[InvoiceState, date, int]]  # (invoice, effective due date, days past due)
@@ -61,9 +62,10 @@ def paused(state: AccountState) -> bool:
 class Calendar:
     """Local days per account: its time zone (or the ruleset's), outages in that zone, and moments."""
 
-    def __init__(self, default_zone: str, currency: str):
+    def __init__(self, default_zone: str, currency: str, contact_facts: bool = False):
         self.default_zone = default_zone
         self.currency = currency  # the ruleset's: what base facts are counted in
+        self.contact_facts = contact_facts  # a rule looks at CONTACT_FACTS: every rule is shown them
         self._outage_cache: dict[tuple[str, int], tuple[dict, int, OutageDays]] = {}
 
     def zone_of(self, state: AccountState) -> ZoneInfo:
@@ -91,7 +93,8 @@ class Calendar:
 
     def moment(self, state: AccountState, platform: PlatformState, now: datetime) -> Moment:
         zone = self.zone_of(state)
-        return Moment(state, now, now.astimezone(zone), self.outages(platform, zone), self.currency)
+        return Moment(state, now, now.astimezone(zone), self.outages(platform, zone), self.currency,
+                      self.contact_facts)
 
 
 class Moment:
@@ -100,26 +103,27 @@ class Moment:
     Built after the balances have changed (event applied, arrangements judged); nothing after that point
     changes which invoices are overdue, so the decisions, the notices and their facts all share it."""
 
-    __slots__ = ("state", "now", "local", "today", "outages", "overdue", "currency", "base")
+    __slots__ = ("state", "now", "local", "today", "outages", "overdue", "currency", "base", "contact")
 
     def __init__(self, state: AccountState, now: datetime, local: datetime, outages: OutageDays | None,
-                 currency: str):
+                 currency: str, contact: bool = False):
         self.state, self.now, self.local, self.today, self.outages = state, now, local, local.date(), outages
         self.overdue = _overdue(state, self.today, outages)
         self.currency = currency
         self.base: dict[str, Any] | None = None  # the facts in the ruleset's currency, once asked for
+        self.contact = contact
 
     def again(self) -> Moment:
         """The same instant after a decision changed the balances (a write-off)."""
-        return Moment(self.state, self.now, self.local, self.outages, self.currency)
+        return Moment(self.state, self.now, self.local, self.outages, self.currency, self.contact)
 
     def facts(self, currency: str | None) -> dict[str, Any]:
         """What a rule sees, in its own currency (None: the ruleset's)."""
         if currency is None or currency == self.currency:
             if self.base is None:
-                self.base = _facts(self.state, self.overdue, self.currency)
+                self.base = _facts(self.state, self.overdue, self.currency, self.contact)
             return self.base
-        return _facts(self.state, self.overdue, currency)
+        return _facts(self.state, self.overdue, currency, self.contact)
 
 
 def _overdue(state: AccountState, today: date, outages: OutageDays | None) -> Overdue:
@@ -136,13 +140,13 @@ def _overdue(state: AccountState, today: date, outages: OutageDays | None) -> Ov
     return overdue
 
 
-def _facts(state: AccountState, overdue: Overdue, currency: str) -> dict[str, Any]:
+def _facts(state: AccountState, overdue: Overdue, currency: str, contact: bool) -> dict[str, Any]:
     open_balance = sum(
         (inv.balance for inv in state.invoices.values()
          if inv.status == "open" and not inv.disputed and inv.currency == currency),
         ZERO,
     )
-    return {
+    facts = {
         "days_past_due": max((days for _, _, days in overdue), default=0),
         "overdue_amount": sum((inv.balance for inv, _, _ in overdue if inv.currency == currency), ZERO),
         "open_balance": open_balance,
@@ -151,6 +155,9 @@ def _facts(state: AccountState, overdue: Overdue, currency: str) -> dict[str, An
         "arrangement": _arrangement_status(state),
         "first_time": state.settled_invoices == 0,
     }
+    if contact:
+        facts.update(contact_facts(state))
+    return facts
 
 
 def _arrangement_status(state: AccountState) -> str:

@@ -54,6 +54,8 @@ class NoticeIssuer:
             detail["decided"] = f"{trigger.at.isoformat()} by {trigger.event_id}"
         if trigger.deferred_by:
             detail["waited_for"] = ", ".join(trigger.deferred_by)
+        if extra and extra.get("replaces"):
+            detail["replaces"] = extra["replaces"]
         record(out, now, f"notice.{kind}", the_id, detail)
 
 

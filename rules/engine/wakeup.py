@@ -38,6 +38,9 @@ class Wakeups:
             if opening <= since:
                 opening = datetime.combine(local.date() + timedelta(days=1), window.start, tzinfo=zone)
             candidates.append(opening)
+        for pending in state.pending:  # a retry waits for its delay
+            if pending.not_before is not None and pending.not_before > since:
+                candidates.append(pending.not_before)
         return min(candidates) if candidates else None
 
     def _next_interesting_day(self, state: AccountState, platform: PlatformState, zone: ZoneInfo,

@@ -102,7 +102,7 @@ def test_a_long_episodes_case_file_keeps_what_went_out_and_is_stored_compressed(
     assert state.case_notices and all(set(line.detail) <= {"rule_id", "channel", "template", "to", "action"}
                                       for line in state.case_notices)
     raw = dump_account(state)
-    assert raw[0] == 2 | 0x80 and load_account(raw) == state  # lz4 behind the same layout version
+    assert raw[0] == 3 | 0x80 and load_account(raw) == state  # lz4 behind the same layout version
     assert len(raw) < 4096
 
 
@@ -111,11 +111,11 @@ def test_the_codec_keeps_every_field_and_refuses_another_layout(harness: Harness
     harness.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-10")
     harness.run_until("2026-10-10 00:00", "2026-10-12 09:30")
     raw = dump_account(harness.state)
-    assert raw[0] & 0x7F == 2 and load_account(raw) == harness.state
+    assert raw[0] & 0x7F == 3 and load_account(raw) == harness.state
     try:
-        load_account(bytes([3]) + raw[1:])
+        load_account(bytes([4]) + raw[1:])
     except ValueError as exc:
-        assert "version 3" in str(exc)
+        assert "version 4" in str(exc)
     else:
         raise AssertionError("a value of another layout version was read")
 
@@ -137,3 +137,26 @@ def test_a_state_stored_by_layout_1_is_read_as_the_same_state_today():
         raw = bytes.fromhex(text)
         assert raw[0] & 0x7F == 1
         assert load_account(raw) == simulation.accounts[account]
+
+
+def test_a_state_stored_by_layout_2_is_read_as_the_same_state_today():
+    """Layout 2 lacked the delivery-receipt fields: a waiting notice's (replaces, channel, tried, not_before,
+    retries), an episode's delivered count, the account's awaiting notices and unreachable channels. Upgraded, a
+    state is read as the same state today's code keeps under the same ruleset."""
+    data = Path(__file__).parent / "data" / "account-layout-2.txt"
+    stored = dict(line.split() for line in data.read_text().splitlines() if line and not line.startswith("#"))
+    scenarios = Path(__file__).resolve().parents[1] / "scenarios"
+    events = sorted((parse_event(line) for folder in ("02-high-risk-limits", "09-promise-broken", "23-offer-accepted")
+                     for line in (scenarios / folder / "events.jsonl").read_bytes().splitlines() if line.strip()),
+                    key=lambda event: event.occurred_at)
+    # the default ruleset as it was then (without a delivery policy, so nothing awaits a receipt)
+    simulation = Simulation(Engine(load_ruleset(data.parent / "default-layout-2.yaml")))
+    simulation.run(events, timedelta(hours=1), datetime.fromisoformat("2026-10-08T03:00:00+08:00"))
+    assert set(stored) == {"H1", "K2", "O1"} and simulation.accounts["H1"].pending
+    for account, text in stored.items():
+        raw = bytes.fromhex(text)
+        assert raw[0] & 0x7F == 2
+        assert load_account(raw) == simulation.accounts[account]
+    waiting = load_account(bytes.fromhex(stored["H1"])).pending[0]
+    assert (waiting.replaces, waiting.channel, waiting.tried, waiting.not_before, waiting.retries) == (None, None, [],
+                                                                                                       None, 0)

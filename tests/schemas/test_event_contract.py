@@ -49,6 +49,8 @@ VALID: dict[str, dict[str, Any]] = {
     "platform.outage": event("platform.outage", account_id="*", outage_id="O1", start="2026-12-01T00:00:00Z",
                              end="2026-12-01T06:00:00Z", grace_days=2),
     "clock.tick": event("clock.tick", account_id="*", at="2026-12-01T10:00:00+08:00"),
+    "notice.delivered": event("notice.delivered", notice_id="n-0f3c", channel="sms"),
+    "notice.failed": event("notice.failed", notice_id="n-0f3c", channel="email", reason="bounced", permanent=True),
 }
 
 # Fields a producer may leave out; every other field of a VALID sample is required.
