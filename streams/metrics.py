@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from rules.engine import AGING_BUCKETS
 from rules.report import CONTACT_KINDS
 from schemas.deadletter import DeadLetterReason
-from schemas.notices import Notice
+from schemas.notices import RECEIPT_TYPES, Notice
 from streams.processor import BatchResult
 
 Portfolio = dict[str, dict[str, object]]
@@ -142,6 +142,11 @@ class WorkerMetrics:
         self.rule_cures = Counter("dunning_rule_cures", "Delinquency episodes ended by a payment, by experiment "
                                   "variant and each rule that contacted the account in the episode",
                                   ["variant", "rule_id"], registry=registry)
+        # What the notification services' receipts said (notifications.receipts): a notice delivered or failed
+        # (by reason), beside the contacts sent, per channel and template.
+        self.deliveries = Counter("dunning_deliveries", "Contacts sent, and receipts delivered or failed (by "
+                                  "reason), by channel and template", ["channel", "template", "outcome", "reason"],
+                                  registry=registry)
         registry.register(PortfolioCollector(portfolio))
         ProcessCollector(registry=registry)  # process_*: memory, CPU seconds, open files, start time
         GCCollector(registry=registry)  # python_gc_*: collections and objects per generation
@@ -163,6 +168,9 @@ class WorkerMetrics:
                 self.episodes_started.inc(count)
             elif what == "episode.ended":
                 self.episodes_cured.inc(count)
+            elif what in RECEIPT_TYPES:
+                channel, template, reason = detail.split("|")
+                self.deliveries.labels(channel, template, what.removeprefix("notice."), reason).inc(count)
             else:
                 self.arrangements.labels(detail, what.removeprefix("arrangement.")).inc(count)
         for currency, amount in result.billed.items():
@@ -172,6 +180,7 @@ class WorkerMetrics:
         for notice in result.notices:
             if notice.kind in CONTACT_KINDS:
                 self.contacts.labels(notice.variant or "", notice.rule_id or "").inc()
+                self.deliveries.labels(notice.channel, notice.template, "sent", "").inc()
         for (variant, rule_id), count in result.cures.items():
             (self.rule_cures.labels(variant, rule_id) if rule_id else self.variant_cures.labels(variant)).inc(count)
 

@@ -71,6 +71,7 @@ LABELS: dict[str, set[str]] = {
     "dunning_contacts_total": {"variant", "rule_id"},
     "dunning_variant_cures_total": {"variant"},
     "dunning_rule_cures_total": {"variant", "rule_id"},
+    "dunning_deliveries_total": {"channel", "template", "outcome", "reason"},
     # prometheus_client's process and garbage-collector collectors, on the worker's registry
     "process_virtual_memory_bytes": set(),
     "process_resident_memory_bytes": set(),

@@ -100,3 +100,34 @@ def test_too_few_episodes_is_not_enough_accounts_yet():
     assert comparison.low is None and comparison.verdict.startswith("not enough accounts yet: champion 50, "
                                                                     "challenger 50 episodes judged at 30 days")
     assert f"at least {MIN_EPISODES}" in comparison.verdict
+
+
+def test_delivery_and_contact_rates_come_from_the_receipts_in_the_trail():
+    """Scenarios 30-32 simulated together: a bounce fallen back to e-mail, a temporary failure retried then sent by
+    e-mail, every channel dead."""
+    from pathlib import Path
+
+    from rules.engine import Engine
+    from rules.loader import load_ruleset
+    from rules.simulator import Simulation
+    from schemas.events import parse_event
+
+    scenarios = Path(__file__).resolve().parents[1] / "scenarios"
+    events = sorted((parse_event(line) for folder in ("30-bounce-falls-back", "31-temporary-failure-retried",
+                                                      "32-every-channel-dead")
+                     for line in (scenarios / folder / "events.jsonl").read_bytes().splitlines() if line.strip()),
+                    key=lambda event: event.occurred_at)
+    simulation = Simulation(Engine(load_ruleset(scenarios.parents[1] / "rules" / "default.yaml")))
+    simulation.audit = []
+    simulation.run(events, timedelta(hours=1), datetime.fromisoformat("2026-10-14T00:00:00+08:00"))
+    result = report(simulation.audit)
+    day_1 = result.rules["(none)"]["overdue-day-1"]
+    # sent: B1 sms + email, T1 sms x 3 + email, D1 sms + email; delivered: B1's and T1's e-mails
+    assert (day_1.notices, day_1.delivered, day_1.failed) == (8, 2, 6)
+    assert day_1.delivery_rate == 2 / 8 and (day_1.reached, day_1.episodes) == (2, 3)
+    everyone = result.variants["(none)"]
+    assert everyone.delivered == 3 and everyone.reached == 2  # B1's due-soon receipt came before its episode
+    from streams.report import render
+
+    table = render(result).split("delivery (receipts from the notification services)\n")[1]
+    assert ["overdue-day-1", "8", "2", "6", "25.0%", "66.7%", "of", "3"] in [row.split() for row in table.splitlines()]
