@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import time
 from decimal import Decimal
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from rules.contact_policy import DeliveryPolicy
+from rules.contact_policy import Blackout, ChannelPolicy, ContactWindow, DeliveryPolicy
 from schemas.events import EVENT_TYPES, PaymentFailed, WriteOffReason
 from schemas.notices import HandoffTarget
 from schemas.types import Currency, TimeZoneName
@@ -284,30 +283,6 @@ class Defaults(_Strict):
     currency: Currency
 
 
-class ContactWindow(_Strict):
-    start: time
-    end: time
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _clock_time(cls, value: Any) -> Any:
-        if isinstance(value, int):
-            # YAML 1.1 reads an unquoted 08:00 as a base-60 number; ours does not, but hand-built dicts might.
-            raise ValueError("write times as quoted \"HH:MM\"")
-        return value
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> "ContactWindow":
-        if self.start == self.end:
-            raise ValueError("the contact window is empty: start equals end")
-        return self
-
-    def contains(self, local: time) -> bool:
-        if self.start < self.end:
-            return self.start <= local < self.end
-        return local >= self.start or local < self.end
-
-
 class Limits(_Strict):
     per_day: int | None = Field(default=None, ge=1)
     per_week: int | None = Field(default=None, ge=1, description="over any 7 consecutive local days")
@@ -322,6 +297,9 @@ class Ruleset(_Strict):
     rules: list[Rule]
     delivery: DeliveryPolicy | None = Field(default=None, description="what delivery receipts do; absent: they "
                                             "are recorded and change nothing")
+    channels: dict[str, ChannelPolicy] = Field(default_factory=dict, description="per channel: its own window (per "
+                                               "weekday) and caps, beside contact_window and limits")
+    blackout: Blackout | None = Field(default=None, description="local days on which nobody is contacted")
 
     @field_validator("version", mode="before")
     @classmethod

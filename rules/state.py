@@ -165,6 +165,8 @@ class AccountState:
     # layout 3: delivery receipts (rules/engine/receipts.py)
     awaiting: list[Awaiting] = field(default_factory=list)  # sent, no receipt yet; oldest first, bounded
     unreachable: list[str] = field(default_factory=list)  # channels a permanent failure closed
+    # layout 3: local dates of the last 7 days' contacts per channel that has caps (ours, collectors', agencies')
+    channel_days: dict[str, list[date]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -195,15 +197,15 @@ def _from_layout_1(stored: list[Any]) -> list[Any]:
 
 def _from_layout_2(stored: list[Any]) -> list[Any]:
     """Layout 2 had no delivery receipts: a waiting notice lacked its last five fields (replaces, channel, tried,
-    not_before, retries), an episode its delivered count, the account its awaiting notices and unreachable
-    channels."""
+    not_before, retries), an episode its delivered count, the account its awaiting notices, unreachable
+    channels and contacts per channel."""
     names = [f.name for f in fields(AccountState)]
     for pending in stored[names.index("pending")]:
         pending.extend([None, None, [], None, 0])
     episode = stored[names.index("episode")]
     if episode is not None:
         episode.append(0)
-    stored.extend([[], []])
+    stored.extend([[], [], {}])
     return stored
 
 

@@ -18,6 +18,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from rules.engine.arrangements import Arrangements, cancelled
+from rules.engine.contact import ContactPolicy
 from rules.engine.delivery import WEEK_DAYS, Delivery
 from rules.engine.episodes import Episodes
 from rules.engine.ledger import APPLIERS, Applier, When
@@ -68,8 +69,10 @@ class Engine:
         self.writeoffs = WriteOffs(issuer)
         self.episodes = Episodes(self.rulebook, issuer, self.writeoffs)
         self.receipts = Receipts(ruleset.delivery, self.rulebook)
-        self.delivery = Delivery(self.rulebook, ruleset.contact_window, ruleset.limits, issuer, self.receipts)
-        self.wakeups = Wakeups(self.calendar, self.rulebook.lookahead, ruleset.contact_window)
+        self.contact = ContactPolicy(ruleset.channels, ruleset.blackout)
+        self.delivery = Delivery(self.rulebook, ruleset.contact_window, ruleset.limits, issuer, self.receipts,
+                                 self.contact)
+        self.wakeups = Wakeups(self.calendar, self.rulebook.lookahead, ruleset.contact_window, self.contact)
         # Each account event type's effect on the state; returns the audit detail ("ignored" when moot).
         agreed = self.arrangements.agreed
         self._appliers = {**APPLIERS, ExtensionAgreed: agreed, PromiseToPayAgreed: agreed,

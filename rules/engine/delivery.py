@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from rules.engine.contact import WEEK_DAYS, ContactPolicy
 from rules.engine.moment import Moment, dunnable, effective_due, paused
 from rules.engine.notices import NoticeIssuer, concerned, notice_id
 from rules.engine.outcome import Outcome, record
@@ -14,19 +15,19 @@ from rules.model import ContactWindow, Limits
 from rules.state import AccountState, Pending
 from schemas.notices import Trigger
 
-WEEK_DAYS = 7
 # Urgent notices go before reminders and offers when limits leave too little room.
 _KIND_PRIORITY = {"urgent_notice": 0, "reminder": 1, "offer": 1}
 
 
 class Delivery:
     def __init__(self, rulebook: Rulebook, window: ContactWindow | None, limits: Limits, issuer: NoticeIssuer,
-                 receipts: Receipts):
+                 receipts: Receipts, contact: ContactPolicy):
         self.rulebook = rulebook
         self.window = window
         self.limits = limits
         self.issuer = issuer
         self.receipts = receipts
+        self.contact = contact
 
     def release(self, out: Outcome, moment: Moment, cause: str) -> None:
         state = out.state
@@ -66,13 +67,22 @@ class Delivery:
         if limits.per_week is not None:
             room = min(room, limits.per_week - len(state.sent_days))
         still.sort(key=lambda p: (_KIND_PRIORITY[p.kind], p.rule_index, p.trigger_at, p.key))
-        release, held = still[:max(room, 0)], still[max(room, 0):]
+        contact = self.contact if self.contact.active else None
+        held = []
+        for pending in still:
+            channel = channels[id(pending)]
+            # a blackout day, the channel's own window or caps (rules/engine/contact.py), then the account's limits
+            reason = contact.holds(state, channel, moment.local) if contact is not None else None
+            if reason is None and room <= 0:
+                reason = "limits"
+            if reason is not None:
+                if reason not in pending.deferred_by:
+                    pending.deferred_by.append(reason)
+                held.append(pending)
+                continue
+            room -= 1
+            self._send(out, moment, cause, pending, channel)
         state.pending = held + later if later else held
-        for pending in held:
-            if "limits" not in pending.deferred_by:
-                pending.deferred_by.append("limits")
-        for pending in release:
-            self._send(out, moment, cause, pending, channels[id(pending)])
 
     def _still_due(self, state: AccountState, pending: Pending, moment: Moment) -> bool:
         """A waiting time-rule notice goes only if its reason still holds when the window opens."""
@@ -126,6 +136,7 @@ class Delivery:
             extra = {"settlement": terms(settlement, moment.local.tzinfo.key)}
         sent_on = moment.today
         state.sent_days.append(sent_on)
+        self.contact.count(state, channel, sent_on)
         if compiled.every_days is not None:
             state.last_sent[rule.id] = sent_on
         self.issuer.issue(

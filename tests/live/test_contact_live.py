@@ -1,0 +1,66 @@
+"""Contact rules against the real broker: the delivery-receipt scenarios (30-32) published together with
+`dunning publish --tick 1h` (receipts to notifications.receipts) to one worker give the simulator's notices, audit
+trail and states, and the simulator's are the scenario files' expected lines."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime, timedelta
+
+import pytest
+import yaml
+from livekit import (
+    DUNNING,
+    REPO,
+    compare_audit,
+    compare_notices,
+    compare_states,
+    items_from_lines,
+    simulate,
+    stored_accounts,
+)
+
+pytestmark = pytest.mark.broker
+
+SCENARIOS = REPO / "tests" / "scenarios"
+FOLDERS = ("30-bounce-falls-back", "31-temporary-failure-retried", "32-every-channel-dead")
+sys.path.insert(0, str(SCENARIOS))
+from test_scenarios import describe, expected_lines  # noqa: E402
+
+
+@pytest.mark.live_namespace(commit_interval=0.1)
+def test_the_contact_scenarios_live(namespace, workers, kcat, probe, tmp_path):
+    lines, until = [], {}
+    for folder in FOLDERS:
+        raw = (SCENARIOS / folder / "events.jsonl").read_bytes().splitlines()
+        account = items_from_lines(raw)[0].event.account_id
+        until[account] = datetime.fromisoformat(
+            str(yaml.safe_load((SCENARIOS / folder / "scenario.yaml").read_text())["until"]))
+        lines += [line + b"\n" for line in raw if line.strip()]
+    # Every scenario's first event is at 2026-09-01 10:00 (+08:00), so the hourly ticks fall as in each one alone.
+    items = sorted(items_from_lines(lines), key=lambda item: item.event.occurred_at)
+    last = max(until.values())
+    oracle = simulate(items, timedelta(hours=1), last)
+    for folder in FOLDERS:
+        account = items_from_lines((SCENARIOS / folder / "events.jsonl").read_bytes().splitlines())[0].event.account_id
+        mine = [describe(n) for n in oracle.sorted_notices()
+                if n.account_id == account and n.issued_at <= until[account]]
+        assert mine == expected_lines(SCENARIOS / folder), folder
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"".join(item.raw + b"\n" for item in items))
+    worker = workers("w1")
+    proc = subprocess.run([str(DUNNING), "publish", "--events", str(events), "--tick", "1h", "--until",
+                           last.isoformat()], cwd=REPO, env=namespace.env(worker.state_dir, worker.web_port),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    probe.wait_caught_up(60, [worker])
+    assert kcat.consume(namespace.topics.receipts)  # the receipts went through their own topic
+    live = kcat.notices()
+    compare_notices(live, oracle.notices)
+    assert any(n.replaces for n in live)
+    assert kcat.consume(namespace.topics.dead_letter) == []
+    compare_audit(kcat.audit(), oracle)
+    assert any('"decision.undeliverable"' in line for line in kcat.consume(namespace.topics.audit))
+    compare_states(stored_accounts(kcat, namespace), oracle.accounts)
+
