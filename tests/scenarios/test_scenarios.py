@@ -39,11 +39,13 @@ def expected_lines(folder: Path) -> list[str]:
     return lines
 
 
-def simulate(folder: Path) -> Simulation:
+def simulate(folder: Path, audit: bool = False) -> Simulation:
     spec = yaml.safe_load((folder / "scenario.yaml").read_text())
     rules_path = REPO / spec["rules"] if not (folder / spec["rules"]).exists() else folder / spec["rules"]
     events = [parse_event(line) for line in (folder / "events.jsonl").read_bytes().splitlines() if line.strip()]
     simulation = Simulation(Engine(load_ruleset(rules_path)))
+    if audit:
+        simulation.audit = []
     until = datetime.fromisoformat(str(spec["until"]))
     simulation.run(events, duration(spec.get("tick", "1h")) if spec.get("tick") != "none" else None, until)
     return simulation
