@@ -90,6 +90,13 @@ class ChannelPolicy(_Strict):
     window: dict[str, ContactWindow] | None = None
     per_day: int | None = Field(default=None, ge=1)
     per_week: int | None = Field(default=None, ge=1, description="over any 7 consecutive local days")
+    quiet_after_conversation: timedelta | None = Field(default=None, description="after a right-party "
+                                                       "conversation, nothing on this channel for this long (7d)")
+
+    @field_validator("quiet_after_conversation", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta | None:
+        return None if value is None else duration(value)
 
     _by_weekday: tuple[ContactWindow | None, ...] | None = PrivateAttr(default=None)
 

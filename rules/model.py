@@ -9,7 +9,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from rules.contact_policy import Blackout, ChannelPolicy, ContactWindow, DeliveryPolicy
-from schemas.events import EVENT_TYPES, PaymentFailed, WriteOffReason
+from schemas.events import EVENT_TYPES, ContactOutcome, PaymentFailed, WriteOffReason
 from schemas.notices import HandoffTarget
 from schemas.types import Currency, TimeZoneName
 
@@ -41,6 +41,8 @@ ACCOUNT_FACTS: dict[str, FactSpec] = {
 CONTACT_FACTS: dict[str, FactSpec] = {
     "unreachable_channels": FactSpec("count"),
     "delivered_contacts": FactSpec("count"),
+    "days_since_conversation": FactSpec("days_past"),  # a bare number: at least that many days
+    "contact_ceased": FactSpec("flag"),
 }
 ACCOUNT_FACTS.update(CONTACT_FACTS)
 
@@ -62,6 +64,7 @@ EVENT_FACTS: dict[str, dict[str, FactSpec]] = {
     "arrangement.agreed": {"arrangement_kind": FactSpec("choice", ARRANGEMENT_KINDS)},
     ARRANGEMENT_BROKEN: {"arrangement_kind": FactSpec("choice", ARRANGEMENT_KINDS)},
     "debt.written_off": {"reason": FactSpec("choice", WriteOffReason.__args__)},
+    "contact.recorded": {"outcome": FactSpec("choice", ContactOutcome.__args__), "by": FactSpec("text")},
 }
 
 OPERATORS = ("gte", "lte", "gt", "lt", "eq", "between", "in")

@@ -167,6 +167,9 @@ class AccountState:
     unreachable: list[str] = field(default_factory=list)  # channels a permanent failure closed
     # layout 3: local dates of the last 7 days' contacts per channel that has caps (ours, collectors', agencies')
     channel_days: dict[str, list[date]] = field(default_factory=dict)
+    # layout 3: contacts collectors and agencies recorded (contact.recorded)
+    conversation_at: datetime | None = None  # the latest right-party conversation
+    ceased: str | None = None  # cease_requested or attorney_represented: no more direct contact
 
 
 @dataclass(slots=True)
@@ -198,14 +201,14 @@ def _from_layout_1(stored: list[Any]) -> list[Any]:
 def _from_layout_2(stored: list[Any]) -> list[Any]:
     """Layout 2 had no delivery receipts: a waiting notice lacked its last five fields (replaces, channel, tried,
     not_before, retries), an episode its delivered count, the account its awaiting notices, unreachable
-    channels and contacts per channel."""
+    channels, contacts per channel, latest conversation and cease."""
     names = [f.name for f in fields(AccountState)]
     for pending in stored[names.index("pending")]:
         pending.extend([None, None, [], None, 0])
     episode = stored[names.index("episode")]
     if episode is not None:
         episode.append(0)
-    stored.extend([[], [], {}])
+    stored.extend([[], [], {}, None, None])
     return stored
 
 

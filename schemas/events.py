@@ -19,6 +19,9 @@ WriteOffReason = Literal["uncollectible", "bankruptcy", "deceased", "time_barred
 PLATFORM_ACCOUNT = "*"
 # Why a notification service could not deliver a notice (delivery receipts, rules/engine/receipts.py).
 DeliveryFailure = Literal["bounced", "invalid_address", "unreachable", "blocked", "rejected", "other"]
+# What came of a collector's or an agency's attempt to reach the customer (contact.recorded).
+ContactOutcome = Literal["no_answer", "left_message", "right_party", "wrong_party", "wrong_number", "refused",
+                         "cease_requested", "attorney_represented"]
 
 
 class Envelope(BaseModel):
@@ -183,6 +186,17 @@ class NoticeFailed(Envelope):
     permanent: bool = Field(strict=True)
 
 
+class ContactRecorded(Envelope):
+    """A contact attempt by a collector, an agency or legal (or a named team): it counts against the channel's
+    caps like one of ours; a right-party conversation starts the ruleset's quiet period; a wrong number closes the
+    channel; a cease request or an attorney's representation stops every direct contact."""
+
+    type: Literal["contact.recorded"]
+    channel: Id = Field(description="call, visit, sms, email, ...")
+    by: Id = Field(description="collector, agency, legal, or a named team")
+    outcome: ContactOutcome
+
+
 class PlatformOutage(Envelope):
     """Platform-wide: due dates inside [start, end] move to the local date of end + grace_days."""
 
@@ -224,6 +238,7 @@ InputEvent = Annotated[
         ClockTick,
         NoticeDelivered,
         NoticeFailed,
+        ContactRecorded,
     ],
     Field(discriminator="type"),
 ]
@@ -244,6 +259,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "clock.tick",
     "notice.delivered",
     "notice.failed",
+    "contact.recorded",
 )
 
 input_event_adapter: TypeAdapter[InputEvent] = TypeAdapter(InputEvent)

@@ -26,6 +26,7 @@ CONTRACTS: dict[str, object] = {
     "clock.tick": events.ClockTick,
     "notice.delivered": events.NoticeDelivered,
     "notice.failed": events.NoticeFailed,
+    "contact.recorded": events.ContactRecorded,
     "input-event": events.InputEvent,
     "notice": notices.Notice,
     "dead-letter": deadletter.DeadLetter,

@@ -37,7 +37,7 @@ TOPICS: dict[str, dict[str, str]] = {
     "arrangements": {
         "worker": "reads", "publisher": "collections (collectors) and billing",
         "about": "Arrangements agreed and cancelled (extension, promise to pay, installments, settlement), disputes "
-                 "opened and resolved, and debt written off."},
+                 "opened and resolved, debt written off, and contacts recorded by collectors and agencies."},
     "profiles": {
         "worker": "reads", "publisher": "the customer profile service (CRM)",
         "about": "Risk tier, time zone and contact channels of an account."},

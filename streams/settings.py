@@ -59,6 +59,9 @@ class TopicNames(BaseModel):
             "platform": self.clock,
             "clock": self.clock,
             "notice": self.receipts,
+            # collectors and agencies already publish here; one topic keeps a call's record and the promise it
+            # ended in in order
+            "contact": self.arrangements,
         }[family]
 
     def for_notice_kind(self, kind: str) -> str:

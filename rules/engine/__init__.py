@@ -37,6 +37,7 @@ from rules.state import CASE_FILE_LIMIT, AccountState, InvoiceState, Outage, Pla
 from schemas.events import (
     ArrangementCancelled,
     ClockTick,
+    ContactRecorded,
     DebtWrittenOff,
     ExtensionAgreed,
     InputEvent,
@@ -69,7 +70,7 @@ class Engine:
         self.writeoffs = WriteOffs(issuer)
         self.episodes = Episodes(self.rulebook, issuer, self.writeoffs)
         self.receipts = Receipts(ruleset.delivery, self.rulebook)
-        self.contact = ContactPolicy(ruleset.channels, ruleset.blackout)
+        self.contact = ContactPolicy(ruleset.channels, ruleset.blackout, self.calendar)
         self.delivery = Delivery(self.rulebook, ruleset.contact_window, ruleset.limits, issuer, self.receipts,
                                  self.contact)
         self.wakeups = Wakeups(self.calendar, self.rulebook.lookahead, ruleset.contact_window, self.contact)
@@ -78,7 +79,7 @@ class Engine:
         self._appliers = {**APPLIERS, ExtensionAgreed: agreed, PromiseToPayAgreed: agreed,
                           InstallmentsAgreed: agreed, SettlementAgreed: agreed, ArrangementCancelled: cancelled,
                           DebtWrittenOff: debt_written_off, NoticeDelivered: self.receipts.delivered,
-                          NoticeFailed: self.receipts.failed}
+                          NoticeFailed: self.receipts.failed, ContactRecorded: self.contact.recorded}
 
     # ----------------------------------------------------------------- entry points
 

@@ -42,6 +42,12 @@ class Delivery:
                 still.append(pending)
             else:
                 _withdraw(out, pending, now)
+        if state.ceased is not None:  # no more direct contact: every waiting one is recorded and dropped
+            for pending in still:
+                record(out, now, "decision.suppressed", pending.rule_id, {
+                    "reason": f"direct contact ended ({state.ceased.replace('_', ' ')})",
+                    "notice_id": notice_id(state.account_id, pending.key)})
+            still = []
         state.pending = still
         window = self.window
         if window is not None and not window.contains(moment.local.time()):

@@ -189,7 +189,7 @@ def _event_facts(event: InputEvent) -> dict[str, Any]:
         facts["failure_reason"] = event.reason
     if isinstance(event, (ExtensionAgreed, PromiseToPayAgreed, InstallmentsAgreed)):
         facts["arrangement_kind"] = event.kind
-    for name in ("amount", "currency"):
+    for name in ("amount", "currency", "outcome", "by"):
         value = event.__dict__.get(name)  # fields only (extras live elsewhere); a miss on getattr is slow
         if value is not None:
             facts[name] = value

@@ -121,9 +121,9 @@ class Moment:
         """What a rule sees, in its own currency (None: the ruleset's)."""
         if currency is None or currency == self.currency:
             if self.base is None:
-                self.base = _facts(self.state, self.overdue, self.currency, self.contact)
+                self.base = _facts(self.state, self.overdue, self.currency, self.local if self.contact else None)
             return self.base
-        return _facts(self.state, self.overdue, currency, self.contact)
+        return _facts(self.state, self.overdue, currency, self.local if self.contact else None)
 
 
 def _overdue(state: AccountState, today: date, outages: OutageDays | None) -> Overdue:
@@ -140,7 +140,8 @@ def _overdue(state: AccountState, today: date, outages: OutageDays | None) -> Ov
     return overdue
 
 
-def _facts(state: AccountState, overdue: Overdue, currency: str, contact: bool) -> dict[str, Any]:
+def _facts(state: AccountState, overdue: Overdue, currency: str, local: datetime | None) -> dict[str, Any]:
+    """`local`: the account's local time when the ruleset shows contact facts (None: it does not)."""
     open_balance = sum(
         (inv.balance for inv in state.invoices.values()
          if inv.status == "open" and not inv.disputed and inv.currency == currency),
@@ -155,8 +156,8 @@ def _facts(state: AccountState, overdue: Overdue, currency: str, contact: bool) 
         "arrangement": _arrangement_status(state),
         "first_time": state.settled_invoices == 0,
     }
-    if contact:
-        facts.update(contact_facts(state))
+    if local is not None:
+        facts.update(contact_facts(state, local))
     return facts
 
 

@@ -51,6 +51,7 @@ VALID: dict[str, dict[str, Any]] = {
     "clock.tick": event("clock.tick", account_id="*", at="2026-12-01T10:00:00+08:00"),
     "notice.delivered": event("notice.delivered", notice_id="n-0f3c", channel="sms"),
     "notice.failed": event("notice.failed", notice_id="n-0f3c", channel="email", reason="bounced", permanent=True),
+    "contact.recorded": event("contact.recorded", channel="call", by="agency", outcome="right_party"),
 }
 
 # Fields a producer may leave out; every other field of a VALID sample is required.
