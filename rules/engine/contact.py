@@ -60,7 +60,7 @@ class ContactPolicy:
             detail["unreachable"] = event.channel
         elif outcome in _CEASING and state.ceased is None:
             state.ceased = outcome
-            detail["ceased"] = "no more reminders, urgent notices or offers; handoffs and decisions go on"
+            detail["ceased"] = "no more reminders, urgent notices or offers"
         return detail
 
     def holds(self, state: AccountState, channel: str, local: datetime) -> str | None:
@@ -97,10 +97,15 @@ class ContactPolicy:
         days[:] = [day for day in days if day >= week_start]
         days.append(today)
 
-    def openings(self, since: datetime, zone: ZoneInfo) -> list[datetime]:
-        """When a channel's window next opens after `since`: a waiting notice may go then."""
+    def openings(self, state: AccountState, since: datetime, zone: ZoneInfo) -> list[datetime]:
+        """When a channel's window next opens, or its quiet period ends, after `since`: a waiting notice may go
+        then."""
         local = since.astimezone(zone)
         found = []
+        talked = state.conversation_at
+        if talked is not None:
+            found.extend(talked + policy.quiet_after_conversation for policy in self.channels.values()
+                         if policy.quiet_after_conversation and talked + policy.quiet_after_conversation > since)
         for policy in self.channels.values():
             if policy.window is None:
                 continue

@@ -42,7 +42,7 @@ class Wakeups:
                 opening = datetime.combine(local.date() + timedelta(days=1), window.start, tzinfo=zone)
             candidates.append(opening)
         if state.pending and self.contact.channels:  # a channel's own window opens
-            candidates.extend(self.contact.openings(since, zone))
+            candidates.extend(self.contact.openings(state, since, zone))
         for pending in state.pending:  # a retry waits for its delay
             if pending.not_before is not None and pending.not_before > since:
                 candidates.append(pending.not_before)
