@@ -163,7 +163,7 @@ class Engine:
             self.episodes.fire_event_rules(out, moment, event)
             moment = _after_write_offs(out, moment)
         self.episodes.update(out, moment, event_id)
-        if state.pending:
+        if state.pending and not moot:  # a moot event (a repeat, an unknown id) changes nothing, nor when
             self.delivery.release(out, moment, event_id)
 
     def _evaluate(self, out: Outcome, platform: PlatformState, tick: ClockTick) -> None:

@@ -44,9 +44,8 @@ class Delivery:
                 _withdraw(out, pending, now)
         if state.ceased is not None:  # no more direct contact: every waiting one is recorded and dropped
             for pending in still:
-                record(out, now, "decision.suppressed", pending.rule_id, {
-                    "reason": f"direct contact ended ({state.ceased.replace('_', ' ')})",
-                    "notice_id": notice_id(state.account_id, pending.key)})
+                record(out, now, "decision.suppressed", pending.rule_id, _named(state, pending, {
+                    "reason": f"direct contact ended ({state.ceased.replace('_', ' ')})"}))
             still = []
         state.pending = still
         window = self.window
@@ -63,6 +62,10 @@ class Delivery:
         for pending in still:
             if channels[id(pending)] is None:
                 _no_channel(out, pending, now)
+                if self.rulebook.by_id[pending.rule_id].every_days is not None:
+                    # a repeating rule's interval counts from this decision, as from a send: whichever ticks
+                    # looked at the account, it is decided again only after its interval
+                    state.last_sent[pending.rule_id] = today
         still = [pending for pending in still if channels[id(pending)] is not None]
         week_start = today - timedelta(days=WEEK_DAYS - 1)
         state.sent_days = [day for day in state.sent_days if day >= week_start]
@@ -158,16 +161,13 @@ class Delivery:
 def _no_channel(out: Outcome, pending: Pending, now: datetime) -> None:
     """Recorded and dropped: opted out of every channel (suppressed), or every one left unreachable or failed."""
     state = out.state
-    detail = {"notice_id": notice_id(state.account_id, pending.key)}
     if pending.replaces or state.unreachable:
-        detail.update(reason="every channel the rule allows is opted out of, unreachable or failed for this notice",
-                      unreachable=",".join(state.unreachable))
-        if pending.replaces:
-            detail["replaces"] = pending.replaces
-        record(out, now, "decision.undeliverable", pending.rule_id, detail)
+        record(out, now, "decision.undeliverable", pending.rule_id, _named(state, pending, {
+            "reason": "every channel the rule allows is opted out of, unreachable or failed for this notice",
+            "unreachable": ",".join(state.unreachable)}))
     else:
-        detail["reason"] = "the customer opted out of every channel the rule allows"
-        record(out, now, "decision.suppressed", pending.rule_id, detail)
+        record(out, now, "decision.suppressed", pending.rule_id, _named(state, pending, {
+            "reason": "the customer opted out of every channel the rule allows"}))
 
 
 def _withdraw(out: Outcome, pending: Pending, now: datetime, reason: str | None = None) -> None:
@@ -180,7 +180,12 @@ def _withdraw(out: Outcome, pending: Pending, now: datetime, reason: str | None 
         done = state.invoices[pending.invoice_id].rules_done
         if pending.rule_id in done:
             done.remove(pending.rule_id)
-    detail = {"notice_id": notice_id(state.account_id, pending.key)}
-    if reason:
-        detail["reason"] = reason
-    record(out, now, "decision.withdrawn", pending.rule_id, detail)
+    record(out, now, "decision.withdrawn", pending.rule_id, _named(state, pending, {"reason": reason} if reason else {}))
+
+
+def _named(state: AccountState, pending: Pending, detail: dict[str, str]) -> dict[str, str]:
+    """A decision's detail with the notice it is about (and the one that notice replaces)."""
+    detail["notice_id"] = notice_id(state.account_id, pending.key)
+    if pending.replaces:
+        detail["replaces"] = pending.replaces
+    return detail

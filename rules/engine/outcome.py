@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from rules.state import CASE_FILE_LIMIT, AccountState, JournalEntry
-from schemas.notices import Notice, is_notice_line
+from schemas.notices import RECEIPT_TYPES, Notice
 
 
 @dataclass(slots=True)
@@ -30,7 +30,9 @@ def record(out: Outcome, at: datetime, what: str, entry_id: str, detail: dict[st
     """One audit line into the step's audit; events and notices also into the account's case file."""
     line = JournalEntry(at, what, entry_id, detail)
     out.audit.append(line)
-    if is_notice_line(what):
+    if what.startswith("notice."):
+        if what in RECEIPT_TYPES:  # a receipt is about a notice already in the case file: only on the audit
+            return line
         kept = out.state.case_notices
         kept.append(JournalEntry(at, what, entry_id, {key: detail[key] for key in _SENT if key in detail}))
     elif what.startswith(("decision.", "episode.")):
