@@ -52,7 +52,12 @@ def account_report(engine: Engine, state: AccountState, platform: PlatformState,
         "arrangements": [{"arrangement_id": a.arrangement_id, "kind": a.kind, "status": a.status,
                           "agreed_at": a.agreed_at.isoformat()} for a in state.arrangements.values()],
         "waiting": [{"rule_id": p.rule_id, "kind": p.kind, "since": p.trigger_at.isoformat(),
-                     "waiting_for": p.deferred_by} for p in state.pending],
+                     "waiting_for": p.deferred_by, **({"replaces": p.replaces} if p.replaces else {})}
+                    for p in state.pending],
+        # what the contact rules know (README, Contact rules): receipts awaited, dead channels, conversations
+        "contact": {"unreachable_channels": state.unreachable, "ceased": state.ceased,
+                    "last_conversation": state.conversation_at.isoformat() if state.conversation_at else None,
+                    "awaiting_receipt": [a.notice_id for a in state.awaiting]},
         "timeline": [{"at": e.at.isoformat(), "what": e.what, "id": e.id, "detail": e.detail}
                      for e in (trail if trail is not None else recent)],
         "older_lines": None if trail is not None else f"every line of this account's trail is on topic "
@@ -90,6 +95,10 @@ def render_report(report: dict[str, Any]) -> str:
                      f"(days past due {balance['days_past_due']})")
     if report["episode"]:
         lines.append(f"  in delinquency episode {report['episode']['episode_id']}")
+    contact = report["contact"]
+    if contact["unreachable_channels"] or contact["ceased"]:
+        lines.append(f"  unreachable: {', '.join(contact['unreachable_channels']) or '-'}; direct contact "
+                     f"{'ended (' + contact['ceased'].replace('_', ' ') + ')' if contact['ceased'] else 'allowed'}")
     for entry in report["timeline"]:
         lines.extend(_line(entry, zone))
     if report["older_lines"]:

@@ -1,6 +1,7 @@
-"""Contact rules against the real broker: the delivery-receipt scenarios (30-32) published together with
-`dunning publish --tick 1h` (receipts to notifications.receipts) to one worker give the simulator's notices, audit
-trail and states, and the simulator's are the scenario files' expected lines."""
+"""Contact rules against the real broker: the delivery-receipt scenarios (30-32) and the cease request (36) published
+together with `dunning publish --tick 1h` (receipts to notifications.receipts, the collector's record to
+collections.arrangements) to one worker running the default ruleset give the simulator's notices, audit trail and
+states, and the simulator's are the scenario files' expected lines."""
 from __future__ import annotations
 
 import subprocess
@@ -23,7 +24,7 @@ from livekit import (
 pytestmark = pytest.mark.broker
 
 SCENARIOS = REPO / "tests" / "scenarios"
-FOLDERS = ("30-bounce-falls-back", "31-temporary-failure-retried", "32-every-channel-dead")
+FOLDERS = ("30-bounce-falls-back", "31-temporary-failure-retried", "32-every-channel-dead", "36-cease-mid-episode")
 sys.path.insert(0, str(SCENARIOS))
 from test_scenarios import describe, expected_lines  # noqa: E402
 
@@ -37,7 +38,7 @@ def test_the_contact_scenarios_live(namespace, workers, kcat, probe, tmp_path):
         until[account] = datetime.fromisoformat(
             str(yaml.safe_load((SCENARIOS / folder / "scenario.yaml").read_text())["until"]))
         lines += [line + b"\n" for line in raw if line.strip()]
-    # Every scenario's first event is at 2026-09-01 10:00 (+08:00), so the hourly ticks fall as in each one alone.
+    # Every scenario's first event is at 10:00 (+08:00), so the hourly ticks fall as in each one alone.
     items = sorted(items_from_lines(lines), key=lambda item: item.event.occurred_at)
     last = max(until.values())
     oracle = simulate(items, timedelta(hours=1), last)
@@ -61,6 +62,8 @@ def test_the_contact_scenarios_live(namespace, workers, kcat, probe, tmp_path):
     assert any(n.replaces for n in live)
     assert kcat.consume(namespace.topics.dead_letter) == []
     compare_audit(kcat.audit(), oracle)
-    assert any('"decision.undeliverable"' in line for line in kcat.consume(namespace.topics.audit))
+    trail = kcat.consume(namespace.topics.audit)
+    assert any('"decision.undeliverable"' in line for line in trail)
+    assert any('"direct contact ended (cease requested)"' in line for line in trail)
     compare_states(stored_accounts(kcat, namespace), oracle.accounts)
 
