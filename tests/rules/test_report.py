@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from rules.report import MIN_EPISODES, report
 from schemas.audit import AuditRecord
+from tests.rules.conftest import simulate_scenarios
 
 T0 = datetime.fromisoformat("2026-11-01T00:00:00+08:00")
 
@@ -105,21 +106,8 @@ def test_too_few_episodes_is_not_enough_accounts_yet():
 def test_delivery_and_contact_rates_come_from_the_receipts_in_the_trail():
     """Scenarios 30-32 simulated together: a bounce fallen back to e-mail, a temporary failure retried then sent by
     e-mail, every channel dead."""
-    from pathlib import Path
-
-    from rules.engine import Engine
-    from rules.loader import load_ruleset
-    from rules.simulator import Simulation
-    from schemas.events import parse_event
-
-    scenarios = Path(__file__).resolve().parents[1] / "scenarios"
-    events = sorted((parse_event(line) for folder in ("30-bounce-falls-back", "31-temporary-failure-retried",
-                                                      "32-every-channel-dead")
-                     for line in (scenarios / folder / "events.jsonl").read_bytes().splitlines() if line.strip()),
-                    key=lambda event: event.occurred_at)
-    simulation = Simulation(Engine(load_ruleset(scenarios.parents[1] / "rules" / "default.yaml")))
-    simulation.audit = []
-    simulation.run(events, timedelta(hours=1), datetime.fromisoformat("2026-10-14T00:00:00+08:00"))
+    simulation = simulate_scenarios(("30-bounce-falls-back", "31-temporary-failure-retried", "32-every-channel-dead"),
+                                    "2026-10-14T00:00:00+08:00", audit=True)
     result = report(simulation.audit)
     day_1 = result.rules["(none)"]["overdue-day-1"]
     # sent: B1 sms + email, T1 sms x 3 + email, D1 sms + email; delivered: B1's and T1's e-mails

@@ -1,17 +1,12 @@
 """An account's state holds what decisions need, not its history: it stays small however old the account is."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from rules.engine import Engine
-from rules.loader import load_ruleset
-from rules.simulator import Simulation
-
 from rules.state import CASE_FILE_LIMIT, REDELIVERY_FLOOR, dump_account, load_account
-from schemas.events import parse_event
-from tests.rules.conftest import Harness
+from tests.rules.conftest import Harness, simulate_scenarios
 
 
 def _monthly_customer(harness: Harness, months: int) -> list[int]:
@@ -124,13 +119,8 @@ def test_a_state_stored_by_layout_1_is_read_as_the_same_state_today():
     """A worker upgraded over stored states reads them: layout 1 lacked the settlement and write-off fields."""
     data = Path(__file__).parent / "data" / "account-layout-1.txt"
     stored = dict(line.split() for line in data.read_text().splitlines() if line and not line.startswith("#"))
-    scenarios = Path(__file__).resolve().parents[1] / "scenarios"
-    events = sorted((parse_event(line) for folder in ("04-partial-payment-recall", "08-promise-kept",
-                                                      "10-installments-kept")
-                     for line in (scenarios / folder / "events.jsonl").read_bytes().splitlines() if line.strip()),
-                    key=lambda event: event.occurred_at)
-    simulation = Simulation(Engine(load_ruleset(scenarios.parents[1] / "rules" / "default.yaml")))
-    simulation.run(events, timedelta(hours=1), datetime.fromisoformat("2026-10-20T00:00:00+08:00"))
+    simulation = simulate_scenarios(("04-partial-payment-recall", "08-promise-kept", "10-installments-kept"),
+                                    "2026-10-20T00:00:00+08:00")
     assert set(stored) == {"K1", "L1", "P1"} and simulation.accounts["K1"].arrangements
     assert simulation.accounts["L1"].arrangements
     for account, text in stored.items():
@@ -145,13 +135,9 @@ def test_a_state_stored_by_layout_2_is_read_as_the_same_state_today():
     state is read as the same state today's code keeps under the same ruleset."""
     data = Path(__file__).parent / "data" / "account-layout-2.txt"
     stored = dict(line.split() for line in data.read_text().splitlines() if line and not line.startswith("#"))
-    scenarios = Path(__file__).resolve().parents[1] / "scenarios"
-    events = sorted((parse_event(line) for folder in ("02-high-risk-limits", "09-promise-broken", "23-offer-accepted")
-                     for line in (scenarios / folder / "events.jsonl").read_bytes().splitlines() if line.strip()),
-                    key=lambda event: event.occurred_at)
     # the default ruleset as it was then (without a delivery policy, so nothing awaits a receipt)
-    simulation = Simulation(Engine(load_ruleset(data.parent / "default-layout-2.yaml")))
-    simulation.run(events, timedelta(hours=1), datetime.fromisoformat("2026-10-08T03:00:00+08:00"))
+    simulation = simulate_scenarios(("02-high-risk-limits", "09-promise-broken", "23-offer-accepted"),
+                                    "2026-10-08T03:00:00+08:00", rules=data.parent / "default-layout-2.yaml")
     assert set(stored) == {"H1", "K2", "O1"} and simulation.accounts["H1"].pending
     for account, text in stored.items():
         raw = bytes.fromhex(text)
