@@ -201,4 +201,5 @@ def read_rules_file(path: Path) -> str:
 
 def load_ruleset(path: str | Path) -> Ruleset:
     path = Path(path)
-    return parse_ruleset(read_rules_file(path), str(path), lambda name: (path.parent / name).read_text(encoding="utf-8"))
+    return parse_ruleset(read_rules_file(path), str(path),
+                         lambda name: (path.parent / name).read_text(encoding="utf-8"))

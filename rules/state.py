@@ -214,7 +214,8 @@ def _from_layout_2(stored: list[Any]) -> list[Any]:
 
 # Version 3 of the stored layout (3: delivery receipts; 2: settlements and write-offs; 1 and 2 are read and
 # upgraded); a change of fields gets a new version (see rules.codec).
-_account_codec: Codec[AccountState] = Codec(AccountState, 3, upgrades={1: lambda stored: _from_layout_2(_from_layout_1(stored)), 2: _from_layout_2})
+_account_codec: Codec[AccountState] = Codec(
+    AccountState, 3, upgrades={1: lambda stored: _from_layout_2(_from_layout_1(stored)), 2: _from_layout_2})
 _platform_codec: Codec[PlatformState] = Codec(PlatformState, 1)
 
 

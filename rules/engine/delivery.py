@@ -3,6 +3,7 @@ window and the limits, sent on the first channel the customer has not opted out 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import get_args
 
 from rules.engine.contact import WEEK_DAYS, ContactPolicy
 from rules.engine.moment import Moment, dunnable, effective_due, paused
@@ -151,11 +152,21 @@ class Delivery:
         self.issuer.issue(
             out, moment, cause, kind=pending.kind, rule_id=rule.id, key=pending.key,
             episode_id=pending.episode_id,
-            trigger=Trigger(event_id=pending.trigger_event, at=pending.trigger_at, deferred_by=pending.deferred_by),
+            trigger=Trigger(event_id=pending.trigger_event, at=pending.trigger_at,
+                            deferred_by=_in_order(pending.deferred_by)),
             facts=pending.facts, channel=channel, template=rule.emit.template, invoices=invoices,
             extra={**(extra or {}), "replaces": pending.replaces} if pending.replaces else extra,
         )
         self.receipts.sent(state, out.notices[-1].notice_id, channel, moment.now, pending)
+
+
+_REASONS = get_args(get_args(Trigger.model_fields["deferred_by"].annotation)[0])
+
+
+def _in_order(reasons: list[str]) -> list[str]:
+    """What held a notice, in one order: which ticks looked at the account (idle ones may be skipped) must not
+    change the order in which the reasons were first seen."""
+    return sorted(reasons, key=_REASONS.index) if len(reasons) > 1 else reasons
 
 
 def _no_channel(out: Outcome, pending: Pending, now: datetime) -> None:
@@ -180,7 +191,8 @@ def _withdraw(out: Outcome, pending: Pending, now: datetime, reason: str | None 
         done = state.invoices[pending.invoice_id].rules_done
         if pending.rule_id in done:
             done.remove(pending.rule_id)
-    record(out, now, "decision.withdrawn", pending.rule_id, _named(state, pending, {"reason": reason} if reason else {}))
+    record(out, now, "decision.withdrawn", pending.rule_id,
+           _named(state, pending, {"reason": reason} if reason else {}))
 
 
 def _named(state: AccountState, pending: Pending, detail: dict[str, str]) -> dict[str, str]:
