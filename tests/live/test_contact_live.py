@@ -68,8 +68,8 @@ def replay(folders, rules, namespace, workers, kcat, probe, tmp_path):
 
 @pytest.mark.live_namespace(commit_interval=0.1)
 def test_receipts_and_a_cease_live(namespace, workers, kcat, probe, tmp_path):
-    trail = replay(("30-bounce-falls-back", "31-temporary-failure-retried", "32-every-channel-dead",
-                    "36-cease-mid-episode"), REPO / "rules" / "default.yaml", namespace, workers, kcat, probe, tmp_path)
+    trail = replay(("60-bounce-falls-back", "61-temporary-failure-retried", "62-every-channel-dead",
+                    "66-cease-mid-episode"), REPO / "rules" / "default.yaml", namespace, workers, kcat, probe, tmp_path)
     assert kcat.consume(namespace.topics.receipts)  # the receipts went through their own topic
     assert any(n.replaces for n in kcat.notices())
     assert any('"decision.undeliverable"' in line for line in trail)
@@ -78,6 +78,6 @@ def test_receipts_and_a_cease_live(namespace, workers, kcat, probe, tmp_path):
 
 @pytest.mark.live_namespace(commit_interval=0.1)
 def test_shared_call_caps_and_a_quiet_period_live(namespace, workers, kcat, probe, tmp_path):
-    trail = replay(("34-agency-shares-the-cap", "35-conversation-quiet-period"),
-                   SCENARIOS / "34-agency-shares-the-cap" / "calls.yaml", namespace, workers, kcat, probe, tmp_path)
+    trail = replay(("64-agency-shares-the-cap", "65-conversation-quiet-period"),
+                   SCENARIOS / "64-agency-shares-the-cap" / "calls.yaml", namespace, workers, kcat, probe, tmp_path)
     assert any("channel_limits" in line for line in trail) and any("quiet_period" in line for line in trail)

@@ -35,7 +35,7 @@ rules:
 
 
 def test_the_weekend_and_holiday_scenario_says_what_held_each_notice_and_withdraws_what_lapsed():
-    simulation = simulate(SCENARIOS / "33-weekend-and-holiday", audit=True)
+    simulation = simulate(SCENARIOS / "63-weekend-and-holiday", audit=True)
     waited = {(n.account_id, n.rule_id): n.trigger.deferred_by for n in simulation.notices if n.kind == "reminder"}
     assert "channel_window" in waited[("S1", "overdue-day-1")] and "channel_window" in waited[("S2", "overdue-day-1")]
     assert "blackout" in waited[("H1", "overdue-day-1")] and "blackout" in waited[("H1", "overdue-day-3")]
@@ -99,7 +99,7 @@ def test_a_blackout_calendar_is_read_beside_the_ruleset_and_a_bad_line_is_named(
 
 
 def test_a_published_policy_carries_its_calendar_in_its_sources():
-    folder = SCENARIOS / "33-weekend-and-holiday"
+    folder = SCENARIOS / "63-weekend-and-holiday"
     text = (folder / "contact.yaml").read_text()
     policy = parse_policy(text, "contact.yaml", lambda name: (folder / name).read_text())
     assert set(policy.sources) == {"contact.yaml", "../../../rules/calendars/cn-2026.txt"}
