@@ -104,7 +104,7 @@ def test_too_few_episodes_is_not_enough_accounts_yet():
 
 
 def test_delivery_and_contact_rates_come_from_the_receipts_in_the_trail():
-    """Scenarios 30-32 simulated together: a bounce fallen back to e-mail, a temporary failure retried then sent by
+    """Scenarios 60-62 simulated together: a bounce fallen back to e-mail, a temporary failure retried then sent by
     e-mail, every channel dead."""
     simulation = simulate_scenarios(("60-bounce-falls-back", "61-temporary-failure-retried", "62-every-channel-dead"),
                                     "2026-10-14T00:00:00+08:00", audit=True)

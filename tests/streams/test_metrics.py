@@ -118,7 +118,7 @@ def test_a_superseded_promise_is_an_arrangement_outcome():
 
 
 def test_deliveries_count_sent_delivered_and_failed_by_channel_template_and_reason():
-    """Scenario 30: an SMS bounced and its e-mail replacement was delivered (the repeated receipt is not counted)."""
+    """Scenario 60: an SMS bounced and its e-mail replacement was delivered (the repeated receipt is not counted)."""
     lines = (REPO / "tests" / "scenarios" / "60-bounce-falls-back" / "events.jsonl").read_bytes().splitlines()
     _, text = flow_counters([parse_event(line) for line in lines if line.strip()])
     counted = {line.split()[0]: float(line.split()[-1]) for line in text.splitlines()
