@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Hashable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 from pydantic import ValidationError
@@ -144,14 +145,49 @@ def _describe(error: dict[str, Any], document: _Document, source: str, within: L
     return f"{where}:{rule} {field + ': ' if field else ''}{message}"
 
 
-def parse_ruleset(text: str, source: str = "<rules>") -> Ruleset:
+def parse_ruleset(text: str, source: str = "<rules>", read: Callable[[str], str] | None = None) -> Ruleset:
+    """`read` returns the text of a file the ruleset names (a blackout calendar), as written, relative to it."""
     document = _parse(text, source)
     if not isinstance(document.data, dict):
         raise RulesetError([f"{source}: a ruleset is a mapping with version, defaults and rules"])
+    _read_calendar(document, source, read)
     try:
         return Ruleset.model_validate(document.data)
     except ValidationError as exc:
         raise RulesetError([_describe(error, document, source) for error in exc.errors()]) from None
+
+
+def _read_calendar(document: _Document, source: str, read: Callable[[str], str] | None) -> None:
+    """A blackout calendar file's dates, one YYYY-MM-DD a line (# comments), added to blackout.dates."""
+    blackout = document.data.get("blackout")
+    name = blackout.get("calendar") if isinstance(blackout, dict) else None
+    if not isinstance(name, str):
+        return  # none, or not a file name: the model says what is wrong
+    where = f"{source}:{document.lines.get(('blackout', 'calendar'))}"
+    try:
+        if read is None:
+            raise KeyError(name)
+        text = read(name)
+    except (OSError, UnicodeDecodeError, KeyError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not found" if isinstance(exc, KeyError) \
+            else "not UTF-8 text"
+        raise RulesetError([f"{where}: blackout.calendar: cannot read {name}: {reason}"]) from None
+    dates, problems = [], []
+    calendar = str(Path(source).parent / name)
+    for number, line in enumerate(text.splitlines(), 1):
+        written = line.split("#", 1)[0].strip()
+        if not written:
+            continue
+        try:
+            dates.append(date.fromisoformat(written) if len(written) == 10 else None)
+        except ValueError:
+            dates.append(None)
+        if dates[-1] is None:
+            problems.append(f"{calendar}:{number}: blackout.calendar: {written!r} is not a date (YYYY-MM-DD)")
+    if problems:
+        raise RulesetError(problems)
+    listed = blackout.get("dates", [])
+    blackout["dates"] = [*listed, *dates] if isinstance(listed, list) else listed
 
 
 def read_rules_file(path: Path) -> str:
@@ -164,4 +200,6 @@ def read_rules_file(path: Path) -> str:
 
 
 def load_ruleset(path: str | Path) -> Ruleset:
-    return parse_ruleset(read_rules_file(Path(path)), str(path))
+    path = Path(path)
+    return parse_ruleset(read_rules_file(path), str(path),
+                         lambda name: (path.parent / name).read_text(encoding="utf-8"))

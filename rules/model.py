@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import time
 from decimal import Decimal
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from schemas.events import EVENT_TYPES, Flag, PaymentFailed, WriteOffReason
+from rules.contact_policy import Blackout, ChannelPolicy, ContactWindow, DeliveryPolicy
+from schemas.events import EVENT_TYPES, ContactOutcome, Flag, PaymentFailed, WriteOffReason
 from schemas.notices import STANDARD_TEAMS, HandoffTarget
 from schemas.types import Currency, TimeZoneName
 
@@ -46,6 +46,14 @@ ACCOUNT_FACTS: dict[str, FactSpec] = {
     "paid_on_time": FactSpec("count"),  # percent of invoices paid off on time
     "score": FactSpec("count"),
 }
+# What the engine knows of contacts (rules/engine/contact.py); shown to rules only in a ruleset that uses one.
+CONTACT_FACTS: dict[str, FactSpec] = {
+    "unreachable_channels": FactSpec("count"),
+    "delivered_contacts": FactSpec("count"),
+    "days_since_conversation": FactSpec("days_past"),  # a bare number: at least that many days
+    "contact_ceased": FactSpec("flag"),
+}
+ACCOUNT_FACTS.update(CONTACT_FACTS)
 
 ARRANGEMENT_KINDS = ("extension", "promise_to_pay", "installments", "settlement")
 # What a rule can do: tell the customer (reminder, urgent_notice, offer), hand the account to a team, or write
@@ -69,6 +77,7 @@ EVENT_FACTS: dict[str, dict[str, FactSpec]] = {
     "debt.written_off": {"reason": FactSpec("choice", WriteOffReason.__args__)},
     "account.flagged": {"flag": FactSpec("choice", FLAGS)},
     "account.unflagged": {"flag": FactSpec("choice", FLAGS)},
+    "contact.recorded": {"outcome": FactSpec("choice", ContactOutcome.__args__), "by": FactSpec("text")},
 }
 
 OPERATORS = ("gte", "lte", "gt", "lt", "eq", "between", "in", "not_in")
@@ -340,30 +349,6 @@ class Defaults(_Strict):
     currency: Currency
 
 
-class ContactWindow(_Strict):
-    start: time
-    end: time
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _clock_time(cls, value: Any) -> Any:
-        if isinstance(value, int):
-            # YAML 1.1 reads an unquoted 08:00 as a base-60 number; ours does not, but hand-built dicts might.
-            raise ValueError("write times as quoted \"HH:MM\"")
-        return value
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> "ContactWindow":
-        if self.start == self.end:
-            raise ValueError("the contact window is empty: start equals end")
-        return self
-
-    def contains(self, local: time) -> bool:
-        if self.start < self.end:
-            return self.start <= local < self.end
-        return local >= self.start or local < self.end
-
-
 class Limits(_Strict):
     per_day: int | None = Field(default=None, ge=1)
     per_week: int | None = Field(default=None, ge=1, description="over any 7 consecutive local days")
@@ -386,6 +371,11 @@ class Ruleset(_Strict):
     holds: Holds = Holds()
     teams: list[HandoffTarget] = Field(default_factory=list, description="teams a handoff may go to besides "
                                        "collector, agency and legal (fraud, bereavement, insolvency, ...)")
+    delivery: DeliveryPolicy | None = Field(default=None, description="what delivery receipts do; absent: they "
+                                            "are recorded and change nothing")
+    channels: dict[str, ChannelPolicy] = Field(default_factory=dict, description="per channel: its own window (per "
+                                               "weekday) and caps, beside contact_window and limits")
+    blackout: Blackout | None = Field(default=None, description="local days on which nobody is contacted")
 
     @field_validator("version", mode="before")
     @classmethod
@@ -434,4 +424,8 @@ class Ruleset(_Strict):
 
     def event_rules(self, event_type: str) -> tuple[tuple[int, Rule], ...]:
         return self._by_event.get(event_type, ())
+
+    @property
+    def uses_contact_facts(self) -> bool:
+        return any(fact in CONTACT_FACTS for rule in self.rules for fact in rule.when)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import posixpath
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +27,7 @@ from pydantic import Field, ValidationError, model_validator
 from rules.engine import Engine, Outcome
 from rules.loader import RulesetError, _describe, _parse, parse_ruleset, read_rules_file
 from rules.model import Ruleset, _Strict
-from rules.state import AccountState, InvoiceState, PlatformState
+from rules.state import AccountState, PlatformState
 from schemas.events import InputEvent
 
 # Hash buckets an experiment's shares are laid over: 10,000 gives shares to a hundredth of a percent.
@@ -99,13 +100,23 @@ def parse_policy(text: str, source: str, read: Callable[[str], str]) -> Policy:
     Every problem is a RulesetError naming file, line, variant, rule and field."""
     document = _parse(text, source)
     data = document.data
+    sources = {source: text}
+
+    def beside(ruleset: str) -> Callable[[str], str]:
+        """Reads a file a ruleset names (its blackout calendar), relative to that ruleset; kept in the sources."""
+        def read_beside(name: str) -> str:
+            key = posixpath.normpath(posixpath.join(posixpath.dirname(ruleset), name))
+            sources[key] = read(key)
+            return sources[key]
+        return read_beside
+
     if not (isinstance(data, dict) and "experiment" in data):
-        return Policy((Variant(None, 100, parse_ruleset(text, source)),), main=source, sources={source: text})
+        return Policy((Variant(None, 100, parse_ruleset(text, source, beside(""))),), main=source, sources=sources)
     try:
         spec = PolicyFile.model_validate(data)
     except ValidationError as exc:
         raise RulesetError([_describe(error, document, source) for error in exc.errors()]) from None
-    variants, problems, sources = [], [], {source: text}
+    variants, problems = [], []
     for name, variant in spec.experiment.variants.items():
         within = ("experiment", "variants", name, "rules")
         try:
@@ -118,7 +129,8 @@ def parse_policy(text: str, source: str, read: Callable[[str], str]) -> Policy:
                         exc, KeyError) else "not UTF-8 text"
                     raise RulesetError([f"{source}:{line}: variant {name!r}: cannot read {variant.rules}: {reason}"]
                                        ) from None
-                ruleset = parse_ruleset(sources[variant.rules], str(Path(source).parent / variant.rules))
+                ruleset = parse_ruleset(sources[variant.rules], str(Path(source).parent / variant.rules),
+                                        beside(variant.rules))
             else:
                 try:
                     ruleset = Ruleset.model_validate(variant.rules)

@@ -10,6 +10,9 @@ Cure attribution (the README says the same):
 - A rule is credited with every episode in which it sent at least one notice, from its first notice in that
   episode: cured within N days of that notice, among the episodes where that notice is at least N days old.
   Several rules share an episode's cure; nothing is split.
+- Delivery rate: contacts a receipt (notifications.receipts) said were delivered, of the contacts sent; contact
+  rate: episodes in which a contact (for a rule: one of its own) was delivered, of the episodes counted. Without
+  receipts both are 0: the trail cannot tell a contact that arrived from one that did not.
 - Roll rate from one aging bucket to the next: of the episodes that reached a bucket and had time to reach the next
   one (day 31, 61, 91 since day 1), the share that did. A rule's roll rate counts from the bucket its first notice
   found the episode in.
@@ -23,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Iterable
 
 from schemas.audit import AuditRecord
+from schemas.notices import RECEIPT_TYPES, is_notice_line
 
 CONTACT_KINDS = ("reminder", "urgent_notice", "offer")  # notices that reach the customer
 WINDOWS = (7, 30)
@@ -43,6 +47,7 @@ class Episode:
     ended: datetime | None = None
     cured: bool = False
     first_notice: dict[str, datetime] = field(default_factory=dict)  # rule id -> its first notice in the episode
+    delivered: set[str] = field(default_factory=set)  # rules with a contact a receipt said was delivered
 
     def age(self, horizon: datetime) -> int:
         """Days past due it reached: day 1 at its start."""
@@ -71,6 +76,19 @@ class Figures:
     cured: dict[int, Rate] = field(default_factory=lambda: {days: Rate() for days in WINDOWS})
     days_to_cure: list[float] = field(default_factory=list)
     roll: dict[str, Rate] = field(default_factory=dict)  # "1-30>31-60" -> rate
+    delivered: int = 0  # receipts: contacts delivered, and failed (each failure is a contact that did not arrive)
+    failed: int = 0
+    reached: int = 0  # episodes in which a contact (the rule's) was delivered
+
+    @property
+    def delivery_rate(self) -> float | None:
+        """Contacts a receipt said were delivered, of the contacts sent."""
+        return self.delivered / self.notices if self.notices else None
+
+    @property
+    def contact_rate(self) -> float | None:
+        """Episodes in which a contact was delivered, of the episodes counted."""
+        return self.reached / self.episodes if self.episodes else None
 
     @property
     def median_days_to_cure(self) -> float | None:
@@ -124,7 +142,15 @@ def episodes_of(records: Iterable[AuditRecord]) -> tuple[list[Episode], dict[tup
             if episode is not None:
                 episode.ended, episode.cured = record.at, last_event.get(account) == "payment.received"
                 del open_episodes[account]
-        elif what.startswith("notice."):
+        elif what in RECEIPT_TYPES:  # a notification service's receipt: not an account event
+            rule = record.detail.get("rule_id")
+            if rule and "ignored" not in record.detail:
+                outcome = what.removeprefix("notice.")
+                counts[(variant, outcome)] = counts.get((variant, outcome), 0) + 1
+                counts[(variant, f"{outcome}:{rule}")] = counts.get((variant, f"{outcome}:{rule}"), 0) + 1
+                if episode is not None and outcome == "delivered":
+                    episode.delivered.add(rule)
+        elif is_notice_line(what):
             rule = record.detail.get("rule_id")
             if rule:
                 counts[(variant, rule)] = counts.get((variant, rule), 0) + 1
@@ -147,14 +173,20 @@ def report(records: Iterable[AuditRecord], horizon: datetime | None = None, base
             continue
         figures = variants.setdefault(episode.variant, Figures())
         _judge(figures, episode, episode.started, horizon)
+        figures.reached += bool(episode.delivered)
         for rule, first in episode.first_notice.items():
             if first <= horizon:
-                _judge(rules.setdefault(episode.variant, {}).setdefault(rule, Figures()), episode, first, horizon)
+                rule_figures = rules.setdefault(episode.variant, {}).setdefault(rule, Figures())
+                _judge(rule_figures, episode, first, horizon)
+                rule_figures.reached += rule in episode.delivered
     for variant, figures in variants.items():
         figures.notices = sum(counts.get((variant, f"notice.{kind}"), 0) for kind in CONTACT_KINDS)
         figures.handoffs = counts.get((variant, "notice.handoff"), 0)
+        figures.delivered, figures.failed = counts.get((variant, "delivered"), 0), counts.get((variant, "failed"), 0)
         for rule, rule_figures in rules.get(variant, {}).items():
             rule_figures.notices = counts.get((variant, rule), 0)
+            rule_figures.delivered = counts.get((variant, f"delivered:{rule}"), 0)
+            rule_figures.failed = counts.get((variant, f"failed:{rule}"), 0)
     return PolicyReport(horizon, {v: len(a) for v, a in sorted(accounts.items())}, dict(sorted(variants.items())),
                         {v: dict(sorted(r.items())) for v, r in sorted(rules.items())},
                         compare(variants, baseline))

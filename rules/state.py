@@ -25,6 +25,9 @@ RETENTION = timedelta(days=30)
 REDELIVERY_WINDOW = timedelta(days=7)
 REDELIVERY_FLOOR = 8
 CASE_FILE_LIMIT = 50
+# Notices sent and not yet answered by a delivery receipt: at most AWAITING_LIMIT per account (the oldest goes
+# first), each forgotten after the ruleset's delivery.receipt_days.
+AWAITING_LIMIT = 16
 
 # One line of an account's audit trail: an event, a notice (notice.<kind>) or a decision behind them
 # (decision.<skipped|withdrawn|suppressed|...>, episode.<started|ended>). A handoff's case file carries them
@@ -104,6 +107,23 @@ class Pending:
     invoice_id: str | None = None
     arrangement_id: str | None = None  # for arrangement.broken notices: withdrawn if a late payment keeps it
     deferred_by: list[str] = field(default_factory=list)
+    # layout 3: a notice sent again after a failed delivery (rules/engine/receipts.py)
+    replaces: str | None = None  # the notice_id it replaces
+    channel: str | None = None  # a retry: only this channel
+    tried: list[str] = field(default_factory=list)  # channels its earlier sends failed on
+    not_before: datetime | None = None  # a retry waits for the ruleset's delay
+    retries: int = 0  # temporary failures retried so far
+
+
+@dataclass(slots=True)
+class Awaiting:
+    """A notice sent on a channel, until its delivery receipt comes or it ages out: what is needed to send it
+    again."""
+
+    notice_id: str
+    channel: str
+    sent_at: datetime
+    pending: Pending
 
 
 @dataclass(slots=True)
@@ -112,6 +132,7 @@ class Episode:
     started_at: datetime
     done: dict[str, str] = field(default_factory=dict)  # once-per-episode rule id -> fired | skipped
     open_handoffs: dict[str, str] = field(default_factory=dict)  # target -> rule id that opened it
+    delivered: int = 0  # layout 3: contacts a receipt said were delivered in this episode
 
 
 @dataclass(slots=True)
@@ -184,6 +205,14 @@ class AccountState:
     invoices_paid: int = 0
     paid_on_time: int = 0
     score: int | None = None
+    # layout 3: delivery receipts (rules/engine/receipts.py)
+    awaiting: list[Awaiting] = field(default_factory=list)  # sent, no receipt yet; oldest first, bounded
+    unreachable: list[str] = field(default_factory=list)  # channels a permanent failure closed
+    # layout 3: local dates of the last 7 days' contacts per channel that has caps (ours, collectors', agencies')
+    channel_days: dict[str, list[date]] = field(default_factory=dict)
+    # layout 3: contacts collectors and agencies recorded (contact.recorded)
+    conversation_at: datetime | None = None  # the latest right-party conversation
+    ceased: str | None = None  # cease_requested or attorney_represented: no more direct contact
 
 
 @dataclass(slots=True)
@@ -213,21 +242,31 @@ def _from_layout_1(stored: list[Any]) -> list[Any]:
 
 
 def _from_layout_2(stored: list[Any]) -> list[Any]:
-    """Layout 2 ended at the case file: flags, holds, restrictions and behaviour start empty, and books_at is the latest
-    instant the state still holds of an invoice issued or closed or a payment (so a statement older than those is
-    judged stale, rules/engine/reconcile.py)."""
+    """Layout 2 ended at the case file, and had no delivery receipts. A waiting notice lacked its last five fields
+    (replaces, channel, tried, not_before, retries), an episode its delivered count. Appended to the account:
+    flags, holds, restrictions and behaviour start empty, and books_at is the latest instant the state still holds
+    of an invoice issued or closed or a payment (so a statement older than those is judged stale,
+    rules/engine/reconcile.py); then no awaited receipts, unreachable channels, contacts per channel, conversation
+    or cease."""
     names = [f.name for f in fields(AccountState)]
+    for pending in stored[names.index("pending")]:
+        pending.extend([None, None, [], None, 0])
+    episode = stored[names.index("episode")]
+    if episode is not None:
+        episode.append(0)
     issued, closed = (next(i for i, f in enumerate(fields(InvoiceState)) if f.name == name)
                       for name in ("issued_at", "closed_at"))
     instants = [payment[2] for payment in stored[names.index("payments")].values()]  # occurred_at
     for invoice in stored[names.index("invoices")].values():
         instants += [at for at in (invoice[issued], invoice[closed]) if at is not None]
     # Behaviour aggregates start from nothing: layout 2 kept no record of how the account paid.
-    return stored + [{}, [], {}, max(instants, key=lambda at: at[0], default=None), None, [], None, 0, 0, 0, None]
+    treatment = [{}, [], {}, max(instants, key=lambda at: at[0], default=None), None, [], None, 0, 0, 0, None]
+    return stored + treatment + [[], [], {}, None, None]
 
 
-# Version 3 of the stored layout (3: flags, holds, restrictions, statements; 2: settlements and write-offs; 1 and
-# 2 are read and upgraded); a change of fields gets a new version (see rules.codec).
+# Version 3 of the stored layout (3: flags, holds, restrictions, statements, behaviour, delivery receipts and
+# contacts; 2: settlements and write-offs; 1 and 2 are read and upgraded); a change of fields gets a new version
+# (see rules.codec).
 _account_codec: Codec[AccountState] = Codec(AccountState, 3, upgrades={
     1: lambda stored: _from_layout_2(_from_layout_1(stored)), 2: _from_layout_2})
 _platform_codec: Codec[PlatformState] = Codec(PlatformState, 1)

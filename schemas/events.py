@@ -19,6 +19,11 @@ WriteOffReason = Literal["uncollectible", "bankruptcy", "deceased", "time_barred
 # What an operator or a regulator's process says about an account (rules/engine/treatment.py says what each does).
 Flag = Literal["breathing_space", "hardship", "vulnerable", "deceased", "bankruptcy", "fraud", "do_not_dun"]
 PLATFORM_ACCOUNT = "*"
+# Why a notification service could not deliver a notice (delivery receipts, rules/engine/receipts.py).
+DeliveryFailure = Literal["bounced", "invalid_address", "unreachable", "blocked", "rejected", "other"]
+# What came of a collector's or an agency's attempt to reach the customer (contact.recorded).
+ContactOutcome = Literal["no_answer", "left_message", "right_party", "wrong_party", "wrong_number", "refused",
+                         "cease_requested", "attorney_represented"]
 
 
 class Envelope(BaseModel):
@@ -200,6 +205,36 @@ class AccountStatement(Envelope):
                                                   "(absent: not compared)")
 
 
+class NoticeDelivered(Envelope):
+    """A notification service's receipt: the notice reached the customer on the channel."""
+
+    type: Literal["notice.delivered"]
+    notice_id: Id
+    channel: Id
+
+
+class NoticeFailed(Envelope):
+    """A notification service's receipt: the notice did not reach the customer. Permanent: the address is dead
+    (the channel is unreachable until an account.updated gives it anew); temporary: worth trying again."""
+
+    type: Literal["notice.failed"]
+    notice_id: Id
+    channel: Id
+    reason: DeliveryFailure
+    permanent: bool = Field(strict=True)
+
+
+class ContactRecorded(Envelope):
+    """A contact attempt by a collector, an agency or legal (or a named team): it counts against the channel's
+    caps like one of ours; a right-party conversation starts the ruleset's quiet period; a wrong number closes the
+    channel; a cease request or an attorney's representation stops every direct contact."""
+
+    type: Literal["contact.recorded"]
+    channel: Id = Field(description="call, visit, sms, email, ...")
+    by: Id = Field(description="collector, agency, legal, or a named team")
+    outcome: ContactOutcome
+
+
 class PlatformOutage(Envelope):
     """Platform-wide: due dates inside [start, end] move to the local date of end + grace_days."""
 
@@ -242,6 +277,9 @@ InputEvent = Annotated[
         AccountFlagged,
         AccountUnflagged,
         AccountStatement,
+        NoticeDelivered,
+        NoticeFailed,
+        ContactRecorded,
     ],
     Field(discriminator="type"),
 ]
@@ -263,6 +301,9 @@ EVENT_TYPES: tuple[str, ...] = (
     "account.flagged",
     "account.unflagged",
     "account.statement",
+    "notice.delivered",
+    "notice.failed",
+    "contact.recorded",
 )
 
 input_event_adapter: TypeAdapter[InputEvent] = TypeAdapter(InputEvent)

@@ -22,6 +22,13 @@ NOTICE_KINDS: tuple[str, ...] = get_args(NoticeKind)
 WrittenOffBecause = Literal[WriteOffReason, "settlement"]
 
 FactValue = str | int | bool | None
+# Delivery receipts are input events whose type starts like a notice's audit line (notice.<kind>).
+RECEIPT_TYPES = ("notice.delivered", "notice.failed")
+
+
+def is_notice_line(what: str) -> bool:
+    """An audit or case-file line of a notice sent (notice.<kind>), not of a delivery receipt."""
+    return what.startswith("notice.") and what not in RECEIPT_TYPES
 
 
 class _Contract(BaseModel):
@@ -59,7 +66,11 @@ class Trigger(_Contract):
 
     event_id: str
     at: Timestamp
-    deferred_by: list[Literal["contact_window", "limits"]] = Field(default_factory=list)
+    # delivery_failed: sent again after its first send failed; retry: waited for the retry delay; channel_window,
+    # channel_limits: the channel's own; blackout: a blackout day; quiet_period: after a right-party conversation
+    # (README, Contact rules)
+    deferred_by: list[Literal["contact_window", "limits", "delivery_failed", "retry", "channel_window",
+                              "channel_limits", "blackout", "quiet_period"]] = Field(default_factory=list)
 
 
 class SettlementTerms(_Contract):
@@ -114,6 +125,8 @@ class Notice(_Contract):
                                                   "amount written off per currency (a settlement's discount)")
     reason: WrittenOffBecause | None = Field(default=None, description="write-offs and settlements: why")
     restriction: RestrictionChange | None = Field(default=None, description="restrictions: what and its state")
+    replaces: str | None = Field(default=None, description="a notice sent again (next channel after a failed "
+                                 "delivery, or a retry): the notice_id of the one it replaces")
 
     def to_json(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()

@@ -37,7 +37,7 @@ TOPICS: dict[str, dict[str, str]] = {
     "arrangements": {
         "worker": "reads", "publisher": "collections (collectors) and billing",
         "about": "Arrangements agreed and cancelled (extension, promise to pay, installments, settlement), disputes "
-                 "opened and resolved, and debt written off."},
+                 "opened and resolved, debt written off, and contacts recorded by collectors and agencies."},
     "profiles": {
         "worker": "reads", "publisher": "the customer profile service (CRM), operations and billing",
         "about": "Risk tier, time zone and contact channels of an account; flags and holds on it (account.flagged "
@@ -80,6 +80,10 @@ TOPICS: dict[str, dict[str, str]] = {
         "key": "the policy's digest",
         "about": "Published policies (rulesets and experiments); compacted, one partition. Workers switch at a "
                  "clock tick at or after a record's effective time."},
+    "receipts": {
+        "worker": "reads", "publisher": "the notification services (SMS gateway status callbacks, e-mail bounces)",
+        "about": "Delivery receipts: a notice delivered, or failed (permanently: the channel is dead for the "
+                 "account; temporarily: tried again)."},
 }
 
 

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from rules.state import PlatformState, load_platform
 from schemas.deadletter import DeadLetter
 from schemas.events import PLATFORM_ACCOUNT, ClockTick, InputEvent, PlatformOutage, parse_event
-from schemas.notices import Notice
+from schemas.notices import Notice, is_notice_line
 from streams.settings import Settings, TopicNames
 
 SHOWN = 10  # violations named per kind; the rest are counted
@@ -143,7 +143,7 @@ def check(inputs: Iterable[Message], dead_letters: Iterable[Message], notices: I
         report.audit_lines += 1
         line = json.loads(message.value or b"{}")
         what = line.get("what", "")
-        if what.startswith("notice."):
+        if is_notice_line(what):
             audited_notices.setdefault(line["id"], _at(message))
         elif not what.startswith(("decision.", "episode.")):
             applied.add((line.get("account_id"), line.get("id")))

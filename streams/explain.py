@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from rules.engine import Engine, notice_id
 from rules.state import AccountState, JournalEntry, PlatformState
+from schemas.notices import is_notice_line
 from streams.settings import TopicNames
 
 
@@ -59,7 +60,12 @@ def account_report(engine: Engine, state: AccountState, platform: PlatformState,
                           "notice_id": notice_id(state.account_id, r.key)}
                          for action, r in sorted(state.restrictions.items())],
         "waiting": [{"rule_id": p.rule_id, "kind": p.kind, "since": p.trigger_at.isoformat(),
-                     "waiting_for": p.deferred_by} for p in state.pending],
+                     "waiting_for": p.deferred_by, **({"replaces": p.replaces} if p.replaces else {})}
+                    for p in state.pending],
+        # what the contact rules know (README, Contact rules): receipts awaited, dead channels, conversations
+        "contact": {"unreachable_channels": state.unreachable, "ceased": state.ceased,
+                    "last_conversation": state.conversation_at.isoformat() if state.conversation_at else None,
+                    "awaiting_receipt": [a.notice_id for a in state.awaiting]},
         "timeline": [{"at": e.at.isoformat(), "what": e.what, "id": e.id, "detail": e.detail}
                      for e in (trail if trail is not None else recent)],
         "older_lines": None if trail is not None else f"every line of this account's trail is on topic "
@@ -71,7 +77,7 @@ def _line(entry: dict[str, Any], zone: ZoneInfo) -> list[str]:
     stamp = datetime.fromisoformat(entry["at"]).astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
     detail = dict(entry["detail"])
     what = entry["what"]
-    if what.startswith("notice."):
+    if is_notice_line(what):
         rule = detail.pop("rule_id", None)  # none on a decision no rule made
         if what == "notice.handoff":
             head = f"HANDOFF {detail.pop('action')} -> {detail.pop('to')}"
@@ -103,6 +109,10 @@ def render_report(report: dict[str, Any]) -> str:
     for restriction in report["restrictions"]:
         lines.append(f"  restricted: {restriction['action']} since {restriction['applied_at']} "
                      f"(rule {restriction['rule_id']})")
+    contact = report["contact"]
+    if contact["unreachable_channels"] or contact["ceased"]:
+        lines.append(f"  unreachable: {', '.join(contact['unreachable_channels']) or '-'}; direct contact "
+                     f"{'ended (' + contact['ceased'].replace('_', ' ') + ')' if contact['ceased'] else 'allowed'}")
     for entry in report["timeline"]:
         lines.extend(_line(entry, zone))
     if report["older_lines"]:

@@ -20,7 +20,7 @@ from rules.engine import AGING_BUCKETS
 from rules.model import FLAGS
 from rules.report import CONTACT_KINDS
 from schemas.deadletter import DeadLetterReason
-from schemas.notices import Notice
+from schemas.notices import RECEIPT_TYPES, Notice
 from streams.processor import BatchResult
 
 Portfolio = dict[str, dict[str, object]]
@@ -162,6 +162,11 @@ class WorkerMetrics:
         self.rule_cures = Counter("dunning_rule_cures", "Delinquency episodes ended by a payment, by experiment "
                                   "variant and each rule that contacted the account in the episode",
                                   ["variant", "rule_id"], registry=registry)
+        # What the notification services' receipts said (notifications.receipts): a notice delivered or failed
+        # (by reason), beside the contacts sent, per channel and template.
+        self.deliveries = Counter("dunning_deliveries", "Contacts sent, and receipts delivered or failed (by "
+                                  "reason), by channel and template", ["channel", "template", "outcome", "reason"],
+                                  registry=registry)
         registry.register(PortfolioCollector(portfolio))
         if marks is not None:  # after the portfolio: a scrape that rebuilds the figures rebuilds these too
             registry.register(MarksCollector(marks))
@@ -190,6 +195,9 @@ class WorkerMetrics:
                 self.episodes_cured.inc(count)
             elif what == "reconciled":
                 self.differences.labels(detail).inc(count)
+            elif what in RECEIPT_TYPES:
+                channel, template, reason = detail.split("|")
+                self.deliveries.labels(channel, template, what.removeprefix("notice."), reason).inc(count)
             else:
                 self.arrangements.labels(detail, what.removeprefix("arrangement.")).inc(count)
         for currency, amount in result.billed.items():
@@ -199,6 +207,7 @@ class WorkerMetrics:
         for notice in result.notices:
             if notice.kind in CONTACT_KINDS:
                 self.contacts.labels(notice.variant or "", notice.rule_id or "").inc()
+                self.deliveries.labels(notice.channel, notice.template, "sent", "").inc()
         for (variant, rule_id), count in result.cures.items():
             (self.rule_cures.labels(variant, rule_id) if rule_id else self.variant_cures.labels(variant)).inc(count)
 

@@ -32,7 +32,7 @@ from schemas.events import (
     describe_errors,
     parse_event,
 )
-from schemas.notices import NOTICE_KINDS, Notice
+from schemas.notices import NOTICE_KINDS, RECEIPT_TYPES, Notice
 from streams.settings import MAX_REQUEST_BYTES, TopicNames
 
 # Header of a stored account value: "<partition>:<wakeup epoch seconds, or - for none>:" then the state JSON.
@@ -329,6 +329,10 @@ class Processor:
                 for kind, items in entry.detail.items():
                     if kind != "as_of":
                         self._batch.happenings[("reconciled", kind)] += len(items.split("; "))
+            elif entry.what in RECEIPT_TYPES and "ignored" not in entry.detail:
+                detail = entry.detail
+                self._batch.happenings[(entry.what, f"{detail['channel']}|{detail['template']}|"
+                                                    f"{detail.get('reason', '')}")] += 1
             elif entry.what == "invoice.issued" and "ignored" not in entry.detail:
                 billed, currency = self._batch.billed, entry.detail["currency"]
                 billed[currency] = billed.get(currency, Decimal(0)) + Decimal(entry.detail["amount"])

@@ -50,6 +50,11 @@ def _row(name: str, figures: Figures, accounts: int | None = None) -> list[str]:
             _number(figures.median_days_to_cure), _number(figures.per_cure), _percent(roll.value if roll else None)]
 
 
+def _delivery_row(name: str, figures: Figures) -> list[str]:
+    return [name, str(figures.notices), str(figures.delivered), str(figures.failed),
+            _percent(figures.delivery_rate), f"{_percent(figures.contact_rate)} of {figures.episodes}"]
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(width) if i == 0 else cell.rjust(width)
@@ -71,6 +76,12 @@ def render(report: PolicyReport) -> str:
         lines += ["", f"rules of {variant} (from each rule's first notice in an episode)",
                   _table(["rule", "", "episodes", "notices", *cured, "median days", "notices/cure", "roll to next"],
                          [_row(rule, figures) for rule, figures in rules.items()])]
+    if any(figures.delivered or figures.failed for figures in report.variants.values()):
+        lines += ["", "delivery (receipts from the notification services)",
+                  _table(["variant / rule", "contacts", "delivered", "failed", "delivery rate", "contact rate"],
+                         [_delivery_row(name, figures) for variant, figures in report.variants.items()
+                          for name, figures in [(variant, figures), *((f"  {rule}", f) for rule, f in
+                                                                      report.rules.get(variant, {}).items())]])]
     rolls = [f"  {variant}: " + ", ".join(f"{step} {_percent(rate.value)} of {rate.judged}"
                                           for step, rate in figures.roll.items())
              for variant, figures in report.variants.items() if figures.roll]
@@ -84,7 +95,9 @@ def as_json(report: PolicyReport) -> dict[str, Any]:
         return {"episodes": f.episodes, "notices": f.notices, "handoffs": f.handoffs,
                 "cured": {str(d): {"cured": r.cured, "judged": r.judged, "rate": r.value} for d, r in f.cured.items()},
                 "median_days_to_cure": f.median_days_to_cure, "notices_per_cure": f.per_cure,
-                "roll": {step: {"rolled": r.cured, "judged": r.judged, "rate": r.value} for step, r in f.roll.items()}}
+                "roll": {step: {"rolled": r.cured, "judged": r.judged, "rate": r.value} for step, r in f.roll.items()},
+                "delivered": f.delivered, "failed": f.failed, "delivery_rate": f.delivery_rate,
+                "reached": f.reached, "contact_rate": f.contact_rate}
 
     return {"as_of": report.horizon.isoformat(timespec="seconds"), "accounts": report.accounts,
             "variants": {name: figures(f) for name, f in report.variants.items()},

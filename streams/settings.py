@@ -30,10 +30,11 @@ class TopicNames(BaseModel):
     dead_letter: str = "dunning.dead-letter"
     audit: str = "dunning.audit"
     rulesets: str = "dunning.rulesets"  # compacted, one partition: published policies (streams/rulesets.py)
+    receipts: str = "notifications.receipts"  # delivery receipts from the notification services (an input)
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        return (self.invoices, self.payments, self.arrangements, self.profiles, self.clock)
+        return (self.invoices, self.payments, self.arrangements, self.profiles, self.clock, self.receipts)
 
     @property
     def notices(self) -> tuple[str, ...]:
@@ -57,6 +58,10 @@ class TopicNames(BaseModel):
             "account": self.profiles,
             "platform": self.clock,
             "clock": self.clock,
+            "notice": self.receipts,
+            # collectors and agencies already publish here; one topic keeps a call's record and the promise it
+            # ended in in order
+            "contact": self.arrangements,
         }[family]
 
     def for_notice_kind(self, kind: str) -> str:

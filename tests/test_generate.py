@@ -15,6 +15,7 @@ from rules.engine import Engine
 from rules.loader import load_ruleset
 from rules.simulator import Simulation
 from schemas.events import EVENT_TYPES, PLATFORM_ACCOUNT, parse_event
+from schemas.notices import RECEIPT_TYPES
 from streams.generate import generate, main, to_jsonl_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,9 +69,13 @@ def test_an_account_story_does_not_depend_on_the_number_of_accounts(parsed: list
 
 
 def test_every_event_type_appears(parsed: list) -> None:
+    """Every billing and collections event but the contact ones (receipts answer notices and collectors' contacts
+    follow handoffs, so only a simulation of the notices can make them: tests/scenarios,
+    tests/live/test_contact_live.py), flags and billing's statements (not generated yet: each would change every
+    generated figure the README quotes)."""
     seen = {event.type for event in parsed}
-    # Not generated yet: flags and billing's statements (each would change every generated figure the README quotes).
-    assert seen == set(EVENT_TYPES) - {"clock.tick", "account.flagged", "account.unflagged", "account.statement"}
+    assert seen == set(EVENT_TYPES) - {"clock.tick", "contact.recorded", *RECEIPT_TYPES, "account.flagged",
+                                       "account.unflagged", "account.statement"}
 
 
 def test_the_stream_covers_the_variety_it_promises(parsed: list) -> None:

@@ -74,6 +74,7 @@ LABELS: dict[str, set[str]] = {
     "dunning_flagged_accounts": {"flag"},
     "dunning_restricted_accounts": {"action"},
     "dunning_reconciliation_differences_total": {"kind"},
+    "dunning_deliveries_total": {"channel", "template", "outcome", "reason"},
     # prometheus_client's process and garbage-collector collectors, on the worker's registry
     "process_virtual_memory_bytes": set(),
     "process_resident_memory_bytes": set(),

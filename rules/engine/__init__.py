@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from rules.engine import behaviour
 from rules.engine.arrangements import Arrangements, cancelled, close_settlements
+from rules.engine.contact import ContactPolicy
 from rules.engine.delivery import WEEK_DAYS, Delivery
 from rules.engine.episodes import Episodes
 from rules.engine.ledger import APPLIERS, Applier, When
@@ -27,6 +28,7 @@ from rules.engine.moment import Calendar, Moment, Overdue, effective_due, paused
 from rules.engine.notices import NoticeIssuer, notice_id
 from rules.engine.outcome import Outcome, record
 from rules.engine.portfolio import AGING_BUCKETS, Position, aging_bucket, positions
+from rules.engine.receipts import Receipts
 from rules.engine.reconcile import announce as reconciled
 from rules.engine.reconcile import note_books, statement
 from rules.engine.restrictions import Restrictions
@@ -44,10 +46,13 @@ from schemas.events import (
     AccountUnflagged,
     ArrangementCancelled,
     ClockTick,
+    ContactRecorded,
     DebtWrittenOff,
     ExtensionAgreed,
     InputEvent,
     InstallmentsAgreed,
+    NoticeDelivered,
+    NoticeFailed,
     PaymentReceived,
     PlatformOutage,
     PromiseToPayAgreed,
@@ -67,7 +72,8 @@ class Engine:
         self.variant = variant  # the experiment variant this engine decides for, stamped on notices and audit
         currency = ruleset.defaults.currency
         used = {condition.fact for rule in ruleset.rules for condition in rule.conditions}
-        self.calendar = Calendar(ruleset.defaults.timezone, currency, behaviour=bool(used & set(behaviour.FACTS)))
+        self.calendar = Calendar(ruleset.defaults.timezone, currency, behaviour=bool(used & set(behaviour.FACTS)),
+                                 contact_facts=ruleset.uses_contact_facts)
         self.rulebook = Rulebook(ruleset)
         issuer = NoticeIssuer(ruleset.version, variant)
         self.arrangements = Arrangements(self.calendar, currency)
@@ -76,14 +82,19 @@ class Engine:
         self.restrictions = Restrictions(issuer)
         self.treatment = Treatment(self.calendar, ruleset.holds.after == "reage")
         self.episodes = Episodes(self.rulebook, issuer, self.writeoffs, self.restrictions)
-        self.delivery = Delivery(self.rulebook, ruleset.contact_window, ruleset.limits, issuer)
-        self.wakeups = Wakeups(self.calendar, self.rulebook.lookahead, ruleset.contact_window)
+        self.receipts = Receipts(ruleset.delivery, self.rulebook)
+        self.contact = ContactPolicy(ruleset.channels, ruleset.blackout, self.calendar)
+        self.delivery = Delivery(self.rulebook, ruleset.contact_window, ruleset.limits, issuer, self.receipts,
+                                 self.contact)
+        self.wakeups = Wakeups(self.calendar, self.rulebook.lookahead, ruleset.contact_window, self.contact)
         # Each account event type's effect on the state; returns the audit detail ("ignored" when moot).
         agreed = self.arrangements.agreed
         self._appliers = {**APPLIERS, ExtensionAgreed: agreed, PromiseToPayAgreed: agreed,
                           InstallmentsAgreed: agreed, SettlementAgreed: agreed, ArrangementCancelled: cancelled,
                           DebtWrittenOff: debt_written_off, AccountFlagged: self.treatment.flagged,
-                          AccountUnflagged: self.treatment.unflagged, AccountStatement: statement}
+                          AccountUnflagged: self.treatment.unflagged, AccountStatement: statement,
+                          NoticeDelivered: self.receipts.delivered, NoticeFailed: self.receipts.failed,
+                          ContactRecorded: self.contact.recorded}
 
     # ----------------------------------------------------------------- entry points
 
@@ -112,11 +123,13 @@ class Engine:
             if isinstance(event, ClockTick) and (state.evaluated_until is None or event.at > state.evaluated_until):
                 self._evaluate(out, platform, event)
                 retire(state, event.at)
+                self.receipts.forget(state, event.at)
         else:
             clock = platform.clock
             now = event.occurred_at if clock is None or event.occurred_at > clock else clock
             if remember(state, event.event_id, now):
                 retire(state, now)
+                self.receipts.forget(state, now)
                 self._apply(out, platform, event, apply, now)
                 zone = self.calendar.zone_of(state)
                 outages = self.calendar.outages(platform, zone)
@@ -183,7 +196,8 @@ class Engine:
         self.episodes.update(out, moment, event_id)
         if state.restrictions:
             self.restrictions.review(out, moment, event_id)
-        if state.pending:
+        # a moot event (a repeat, an unknown id) changes nothing, not even when waiting notices go
+        if state.pending and not moot:
             if state.flags:
                 self.treatment.silence(out, now)
             self.delivery.release(out, moment, event_id)

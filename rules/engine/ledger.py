@@ -139,6 +139,8 @@ def account_updated(state: AccountState, event: AccountUpdated, when: When) -> d
         state.timezone = detail["timezone"] = event.timezone
     if event.channels is not None:
         state.channels = list(event.channels)
+        if state.unreachable:  # a channel given anew is reachable again
+            state.unreachable = [channel for channel in state.unreachable if channel not in event.channels]
         detail["channels"] = ",".join(event.channels)
     if event.opted_out_channels is not None:
         state.opted_out = list(event.opted_out_channels)

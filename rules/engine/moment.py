@@ -8,6 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from rules.engine.behaviour import facts as behaviour_facts
+from rules.engine.contact import contact_facts
 from rules.engine.holds import days_past
 from rules.state import ZERO, AccountState, InvoiceState, PlatformState
 
@@ -64,10 +65,11 @@ def paused(state: AccountState) -> bool:
 class Calendar:
     """Local days per account: its time zone (or the ruleset's), outages in that zone, and moments."""
 
-    def __init__(self, default_zone: str, currency: str, behaviour: bool = False):
+    def __init__(self, default_zone: str, currency: str, behaviour: bool = False, contact_facts: bool = False):
         self.default_zone = default_zone
         self.currency = currency  # the ruleset's: what base facts are counted in
         self.behaviour = behaviour  # whether rules read behaviour facts (rules/engine/behaviour.py)
+        self.contact_facts = contact_facts  # a rule looks at CONTACT_FACTS: every rule is shown them
         self._outage_cache: dict[tuple[str, int], tuple[dict, int, OutageDays]] = {}
 
     def zone_of(self, state: AccountState) -> ZoneInfo:
@@ -95,7 +97,8 @@ class Calendar:
 
     def moment(self, state: AccountState, platform: PlatformState, now: datetime) -> Moment:
         zone = self.zone_of(state)
-        return Moment(state, now, now.astimezone(zone), self.outages(platform, zone), self.currency, self.behaviour)
+        return Moment(state, now, now.astimezone(zone), self.outages(platform, zone), self.currency, self.behaviour,
+                      self.contact_facts)
 
 
 class Moment:
@@ -104,19 +107,20 @@ class Moment:
     Built after the balances have changed (event applied, arrangements judged); nothing after that point
     changes which invoices are overdue, so the decisions, the notices and their facts all share it."""
 
-    __slots__ = ("state", "now", "local", "today", "outages", "overdue", "currency", "base", "behaviour")
+    __slots__ = ("state", "now", "local", "today", "outages", "overdue", "currency", "base", "behaviour", "contact")
 
     def __init__(self, state: AccountState, now: datetime, local: datetime, outages: OutageDays | None,
-                 currency: str, behaviour: bool = False):
+                 currency: str, behaviour: bool = False, contact: bool = False):
         self.state, self.now, self.local, self.today, self.outages = state, now, local, local.date(), outages
         self.overdue = _overdue(state, self.today, outages)
         self.currency = currency
         self.base: dict[str, Any] | None = None  # the facts in the ruleset's currency, once asked for
         self.behaviour = behaviour
+        self.contact = contact
 
     def again(self) -> Moment:
         """The same instant after a decision changed the balances (a write-off)."""
-        return Moment(self.state, self.now, self.local, self.outages, self.currency, self.behaviour)
+        return Moment(self.state, self.now, self.local, self.outages, self.currency, self.behaviour, self.contact)
 
     def facts(self, currency: str | None) -> dict[str, Any]:
         """What a rule sees, in its own currency (None: the ruleset's)."""
@@ -127,7 +131,7 @@ class Moment:
         return self._facts(currency)
 
     def _facts(self, currency: str) -> dict[str, Any]:
-        found = _facts(self.state, self.overdue, currency)
+        found = _facts(self.state, self.overdue, currency, self.local if self.contact else None)
         if self.behaviour:
             found.update(behaviour_facts(self.state, self.today))
         return found
@@ -147,7 +151,8 @@ def _overdue(state: AccountState, today: date, outages: OutageDays | None) -> Ov
     return overdue
 
 
-def _facts(state: AccountState, overdue: Overdue, currency: str) -> dict[str, Any]:
+def _facts(state: AccountState, overdue: Overdue, currency: str, local: datetime | None) -> dict[str, Any]:
+    """`local`: the account's local time when the ruleset shows contact facts (None: it does not)."""
     open_balance = sum(
         (inv.balance for inv in state.invoices.values()
          if inv.status == "open" and not inv.disputed and inv.currency == currency),
@@ -164,6 +169,8 @@ def _facts(state: AccountState, overdue: Overdue, currency: str) -> dict[str, An
     }
     if state.flags:  # only then: notices show the fact when a flag stands
         facts["flags"] = ",".join(sorted(state.flags))
+    if local is not None:
+        facts.update(contact_facts(state, local))
     return facts
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from rules.engine.moment import Moment, effective_due
 from rules.engine.outcome import Outcome, record
-from rules.state import CASE_FILE_LIMIT, ZERO, AccountState
+from rules.state import ZERO, AccountState
 from schemas.notices import CaseFile, InvoiceConcerned, Notice, Trigger
 
 
@@ -54,6 +54,8 @@ class NoticeIssuer:
             detail["decided"] = f"{trigger.at.isoformat()} by {trigger.event_id}"
         if trigger.deferred_by:
             detail["waited_for"] = ", ".join(trigger.deferred_by)
+        if extra and extra.get("replaces"):
+            detail["replaces"] = extra["replaces"]
         record(out, now, f"notice.{kind}", the_id, detail)
 
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from rules.state import CASE_FILE_LIMIT, AccountState, JournalEntry
-from schemas.notices import Notice
+from schemas.notices import RECEIPT_TYPES, Notice
 
 
 @dataclass(slots=True)
@@ -35,6 +35,8 @@ def record(out: Outcome, at: datetime, what: str, entry_id: str, detail: dict[st
     if not case_file:
         return line
     if what.startswith("notice."):
+        if what in RECEIPT_TYPES:  # a receipt is about a notice already in the case file: only on the audit
+            return line
         kept = out.state.case_notices
         kept.append(JournalEntry(at, what, entry_id, {key: detail[key] for key in _SENT if key in detail}))
     elif what.startswith(("decision.", "episode.")):

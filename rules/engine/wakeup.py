@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from rules.engine.contact import ContactPolicy
 from rules.engine.moment import Calendar, dunnable, effective_due
 from rules.model import ContactWindow
 from rules.state import AccountState, PlatformState
@@ -12,10 +13,12 @@ _AT_ONCE = datetime.min.replace(tzinfo=ZoneInfo("UTC"))  # a wakeup any tick sat
 
 
 class Wakeups:
-    def __init__(self, calendar: Calendar, lookahead: int | None, window: ContactWindow | None):
+    def __init__(self, calendar: Calendar, lookahead: int | None, window: ContactWindow | None,
+                 contact: ContactPolicy):
         self.calendar = calendar
         self.lookahead = lookahead  # how many days before a due date invoice rules can fire (None: any)
         self.window = window
+        self.contact = contact
 
     def wakeup(self, state: AccountState, platform: PlatformState) -> datetime | None:
         """The earliest instant a tick could change this account; ticks before it may be skipped.
@@ -41,6 +44,11 @@ class Wakeups:
         expiring = [standing.until for standing in state.flags.values() if standing.until is not None]
         if expiring:  # a flag ends after its last day (rules/engine/treatment.py)
             candidates.append(datetime.combine(min(expiring) + timedelta(days=1), time(0), tzinfo=zone))
+        if state.pending and self.contact.channels:  # a channel's own window opens
+            candidates.extend(self.contact.openings(state, since, zone))
+        for pending in state.pending:  # a retry waits for its delay
+            if pending.not_before is not None and pending.not_before > since:
+                candidates.append(pending.not_before)
         return min(candidates) if candidates else None
 
     def _next_interesting_day(self, state: AccountState, platform: PlatformState, zone: ZoneInfo,

@@ -14,6 +14,23 @@ from schemas.events import input_event_adapter, tick
 from schemas.notices import Notice
 
 REPO = Path(__file__).resolve().parents[2]
+SCENARIOS = REPO / "tests" / "scenarios"
+
+
+def simulate_scenarios(folders: tuple[str, ...], until: str, rules: Path = REPO / "rules" / "default.yaml",
+                       audit: bool = False):
+    """Scenario folders' events simulated together, in time order, with hourly ticks until `until`."""
+    from rules.simulator import Simulation
+    from schemas.events import parse_event
+
+    events = sorted((parse_event(line) for folder in folders
+                     for line in (SCENARIOS / folder / "events.jsonl").read_bytes().splitlines() if line.strip()),
+                    key=lambda event: event.occurred_at)
+    simulation = Simulation(Engine(load_ruleset(rules)))
+    if audit:
+        simulation.audit = []
+    simulation.run(events, timedelta(hours=1), datetime.fromisoformat(until))
+    return simulation
 SHANGHAI = "+08:00"
 
 

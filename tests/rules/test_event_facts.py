@@ -10,7 +10,7 @@ import inspect
 import pytest
 
 from rules.engine.behaviour import FACTS as BEHAVIOUR_FACTS
-from rules.model import ACCOUNT_FACTS, EVENT_FACTS, FactSpec
+from rules.model import ACCOUNT_FACTS, CONTACT_FACTS, EVENT_FACTS, FactSpec
 
 RULES = """\
 version: "facts"
@@ -86,11 +86,16 @@ def account_unflagged(h, flag="vulnerable"):
     h.event("account.unflagged", "2026-10-06 10:00", flag=flag)
 
 
+def contact_recorded(h, outcome="no_answer", by="agency"):
+    owing(h)
+    h.event("contact.recorded", "2026-10-05 10:00", channel="call", by=by, outcome=outcome)
+
+
 EXAMPLES = {"payment.failed": payment_failed, "payment.received": payment_received,
             "invoice.issued": invoice_issued, "invoice.adjusted": invoice_adjusted,
             "arrangement.agreed": arrangement_agreed, "arrangement.broken": arrangement_broken,
             "debt.written_off": debt_written_off, "account.flagged": account_flagged,
-            "account.unflagged": account_unflagged}
+            "account.unflagged": account_unflagged, "contact.recorded": contact_recorded}
 
 
 def values(spec: FactSpec) -> list[str]:
@@ -128,8 +133,10 @@ def test_an_event_rule_sees_the_account_facts_and_its_events_declared_facts_only
     h = make_harness(RULES % (event_type, "risk_tier", "standard"))
     EXAMPLES[event_type](h)
     [notice] = [n for n in h.notices if n.rule_id == "probe"]
-    # flags shows only while one stands, behaviour facts only to a ruleset that reads them (this one does not)
-    account = set(ACCOUNT_FACTS) - {"days_until_due", *BEHAVIOUR_FACTS} - (set() if h.state.flags else {"flags"})
+    # flags shows only while one stands, behaviour and contact facts only to a ruleset that reads them (this one
+    # does not)
+    account = (set(ACCOUNT_FACTS) - {"days_until_due", *BEHAVIOUR_FACTS, *CONTACT_FACTS}
+               - (set() if h.state.flags else {"flags"}))
     assert set(notice.facts) == account | set(EVENT_FACTS[event_type])
     if "amount" in EVENT_FACTS[event_type]:
         assert notice.facts["amount"] == "100.00"  # the event's, not the account's

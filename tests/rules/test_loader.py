@@ -165,8 +165,31 @@ RULE_MISTAKES = [
           when:
             days_overdue: 3
           emit: {kind: reminder, channel: sms, template: t}
-    """, 9, "when.days_overdue", "unknown fact; known here: arrangement, broken_arrangements, days_past_due",
+    """, 9, "when.days_overdue", "unknown fact; known here: arrangement, broken_arrangements, contact_ceased, days_past_due",
                  id="unknown fact"),
+    pytest.param("""\
+        - id: bad
+          when:
+            days_past_due: 1
+            unreachable_channels: two
+          emit: {kind: handoff, to: collector}
+    """, 10, "when.unreachable_channels", "expected a whole number of items, got 'two'", id="contact count"),
+    pytest.param("""\
+        - id: bad
+          when: {days_past_due: 1, contact_ceased: yes}
+          emit: {kind: handoff, to: legal}
+    """, 8, "when.contact_ceased", "expected true or false, got 'yes'", id="contact flag"),
+    pytest.param("""\
+        - id: bad
+          when: {days_since_conversation: {gte: "7d"}}
+          emit: {kind: reminder, channel: sms, template: t}
+    """, 8, "when.days_since_conversation", "expected a whole number of days, got '7d'", id="conversation days"),
+    pytest.param("""\
+        - id: bad
+          on: contact.recorded
+          when: {outcome: hung_up}
+          emit: {kind: urgent_notice, channel: sms, template: t}
+    """, 9, "when.outcome", "'hung_up' is not one of no_answer", id="contact outcome"),
     pytest.param("""\
         - id: bad
           when:

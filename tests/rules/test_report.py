@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from rules.report import MIN_EPISODES, report
 from schemas.audit import AuditRecord
+from tests.rules.conftest import simulate_scenarios
 
 T0 = datetime.fromisoformat("2026-11-01T00:00:00+08:00")
 
@@ -100,3 +101,21 @@ def test_too_few_episodes_is_not_enough_accounts_yet():
     assert comparison.low is None and comparison.verdict.startswith("not enough accounts yet: champion 50, "
                                                                     "challenger 50 episodes judged at 30 days")
     assert f"at least {MIN_EPISODES}" in comparison.verdict
+
+
+def test_delivery_and_contact_rates_come_from_the_receipts_in_the_trail():
+    """Scenarios 60-62 simulated together: a bounce fallen back to e-mail, a temporary failure retried then sent by
+    e-mail, every channel dead."""
+    simulation = simulate_scenarios(("60-bounce-falls-back", "61-temporary-failure-retried", "62-every-channel-dead"),
+                                    "2026-10-14T00:00:00+08:00", audit=True)
+    result = report(simulation.audit)
+    day_1 = result.rules["(none)"]["overdue-day-1"]
+    # sent: B1 sms + email, T1 sms x 3 + email, D1 sms + email; delivered: B1's and T1's e-mails
+    assert (day_1.notices, day_1.delivered, day_1.failed) == (8, 2, 6)
+    assert day_1.delivery_rate == 2 / 8 and (day_1.reached, day_1.episodes) == (2, 3)
+    everyone = result.variants["(none)"]
+    assert everyone.delivered == 3 and everyone.reached == 2  # B1's due-soon receipt came before its episode
+    from streams.report import render
+
+    table = render(result).split("delivery (receipts from the notification services)\n")[1]
+    assert ["overdue-day-1", "8", "2", "6", "25.0%", "66.7%", "of", "3"] in [row.split() for row in table.splitlines()]

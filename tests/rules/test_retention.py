@@ -2,17 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 from rules.engine import Engine
-from rules.loader import load_ruleset
-from rules.simulator import Simulation
-
 from rules.state import CASE_FILE_LIMIT, REDELIVERY_FLOOR, AccountState, dump_account, load_account
-from schemas.events import parse_event, tick
-from tests.rules.conftest import Harness, at
+from schemas.events import tick
+from tests.rules.conftest import Harness, at, simulate_scenarios
 
 
 def _monthly_customer(harness: Harness, months: int) -> list[int]:
@@ -125,13 +122,7 @@ def _stored_and_simulated(layout: int, folders: tuple[str, ...]):
     """The states a layout stored (tests/rules/data), and today's simulation of the same scenarios."""
     data = Path(__file__).parent / "data" / f"account-layout-{layout}.txt"
     stored = dict(line.split() for line in data.read_text().splitlines() if line and not line.startswith("#"))
-    scenarios = Path(__file__).resolve().parents[1] / "scenarios"
-    events = sorted((parse_event(line) for folder in folders
-                     for line in (scenarios / folder / "events.jsonl").read_bytes().splitlines() if line.strip()),
-                    key=lambda event: event.occurred_at)
-    simulation = Simulation(Engine(load_ruleset(scenarios.parents[1] / "rules" / "default.yaml")))
-    simulation.run(events, timedelta(hours=1), datetime.fromisoformat("2026-10-20T00:00:00+08:00"))
-    return stored, simulation.accounts
+    return stored, simulate_scenarios(folders, "2026-10-20T00:00:00+08:00").accounts
 
 
 _BEHAVIOUR = ("episode_starts", "last_cure_days", "broken_arrangements", "invoices_paid", "paid_on_time", "score")
@@ -210,3 +201,20 @@ def test_a_state_stored_by_layout_2_is_read_as_the_same_state_today():
         state = load_account(bytes.fromhex(text))
         assert (state.flags, state.holds, state.restrictions, state.statement_at) == ({}, [], {}, None)
         assert _upgraded(bytes.fromhex(text), 2, accounts[account]) == accounts[account]
+
+
+def test_a_waiting_notice_stored_by_layout_2_is_read_with_empty_delivery_fields():
+    """Layout 2 lacked the delivery-receipt fields: a waiting notice's (replaces, channel, tried, not_before,
+    retries), an episode's delivered count, the account's awaiting notices and unreachable channels. Upgraded, a
+    state is read as the same state today's code keeps under the same ruleset."""
+    data = Path(__file__).parent / "data" / "account-layout-2-waiting.txt"
+    stored = dict(line.split() for line in data.read_text().splitlines() if line and not line.startswith("#"))
+    # the default ruleset as it was then (without a delivery policy, so nothing awaits a receipt)
+    simulation = simulate_scenarios(("02-high-risk-limits", "09-promise-broken", "23-offer-accepted"),
+                                    "2026-10-08T03:00:00+08:00", rules=data.parent / "default-layout-2.yaml")
+    assert set(stored) == {"H1", "K2", "O1"} and simulation.accounts["H1"].pending
+    for account, text in stored.items():
+        assert _upgraded(bytes.fromhex(text), 2, simulation.accounts[account]) == simulation.accounts[account]
+    waiting = load_account(bytes.fromhex(stored["H1"])).pending[0]
+    assert (waiting.replaces, waiting.channel, waiting.tried, waiting.not_before, waiting.retries) == (None, None, [],
+                                                                                                       None, 0)

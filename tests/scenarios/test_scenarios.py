@@ -51,7 +51,7 @@ def expected_lines(folder: Path, name: str = "expected.txt") -> list[str]:
     return lines
 
 
-def simulate(folder: Path) -> Simulation:
+def simulate(folder: Path, audit: bool = False) -> Simulation:
     spec = yaml.safe_load((folder / "scenario.yaml").read_text())
     rules_path = REPO / spec["rules"] if not (folder / spec["rules"]).exists() else folder / spec["rules"]
     events = [parse_event(line) for line in (folder / "events.jsonl").read_bytes().splitlines() if line.strip()]

@@ -54,6 +54,9 @@ VALID: dict[str, dict[str, Any]] = {
     "account.statement": event("account.statement", as_of="2026-12-01T00:00:00+08:00",
                                invoices=[{"invoice_id": "I1", "amount_due": "100.00", "currency": "CNY",
                                           "due_date": "2026-12-31"}], credit={"CNY": "20.00"}),
+    "notice.delivered": event("notice.delivered", notice_id="n-0f3c", channel="sms"),
+    "notice.failed": event("notice.failed", notice_id="n-0f3c", channel="email", reason="bounced", permanent=True),
+    "contact.recorded": event("contact.recorded", channel="call", by="agency", outcome="right_party"),
 }
 
 # Fields a producer may leave out; every other field of a VALID sample is required.

@@ -117,6 +117,24 @@ def test_a_superseded_promise_is_an_arrangement_outcome():
     assert 'dunning_arrangements_total{kind="promise_to_pay",outcome="broken"} 1.0' in text
 
 
+def test_deliveries_count_sent_delivered_and_failed_by_channel_template_and_reason():
+    """Scenario 60: an SMS bounced and its e-mail replacement was delivered (the repeated receipt is not counted)."""
+    lines = (REPO / "tests" / "scenarios" / "60-bounce-falls-back" / "events.jsonl").read_bytes().splitlines()
+    _, text = flow_counters([parse_event(line) for line in lines if line.strip()])
+    counted = {line.split()[0]: float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith("dunning_deliveries_total{")}
+    assert counted == {
+        'dunning_deliveries_total{channel="sms",outcome="sent",reason="",template="due_soon"}': 1.0,
+        'dunning_deliveries_total{channel="sms",outcome="delivered",reason="",template="due_soon"}': 1.0,
+        'dunning_deliveries_total{channel="sms",outcome="sent",reason="",template="overdue"}': 1.0,
+        'dunning_deliveries_total{channel="sms",outcome="failed",reason="bounced",template="overdue"}': 1.0,
+        'dunning_deliveries_total{channel="email",outcome="sent",reason="",template="overdue"}': 1.0,
+        'dunning_deliveries_total{channel="email",outcome="delivered",reason="",template="overdue"}': 1.0,
+        'dunning_deliveries_total{channel="email",outcome="sent",reason="",template="overdue_second"}': 1.0,
+        'dunning_deliveries_total{channel="letter",outcome="sent",reason="",template="formal_demand"}': 1.0,
+    }
+
+
 def test_episode_counters_count_every_episode_the_steps_started_and_ended():
     start = datetime.fromisoformat("2026-11-01T00:00:00+08:00")
     events = [parse_event(line) for line in to_jsonl_bytes(generate(60, 45, start, 3))]

@@ -1,0 +1,83 @@
+"""Contact rules against the real broker: the delivery-receipt scenarios (30-32), the cease request (36), the shared
+call cap (34) and the quiet period (35) published with `dunning publish --tick 1h` (receipts to
+notifications.receipts, collectors' records to collections.arrangements) to a worker give the simulator's notices,
+audit trail and states, and the simulator's are the scenario files' expected lines."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime, timedelta
+
+import pytest
+import yaml
+from livekit import (
+    DUNNING,
+    REPO,
+    compare_audit,
+    compare_notices,
+    compare_states,
+    items_from_lines,
+    simulate,
+    stored_accounts,
+)
+
+pytestmark = pytest.mark.broker
+
+SCENARIOS = REPO / "tests" / "scenarios"
+sys.path.insert(0, str(SCENARIOS))
+from test_scenarios import describe, expected_lines  # noqa: E402
+
+
+def replay(folders, rules, namespace, workers, kcat, probe, tmp_path):
+    """The folders' events published together with `dunning publish --tick 1h` to one worker running `rules`;
+    notices, audit trail and states compared with the simulator, whose notices are each folder's expected lines.
+    Returns the audit topic's lines."""
+    lines, until = [], {}
+    for folder in folders:
+        raw = (SCENARIOS / folder / "events.jsonl").read_bytes().splitlines()
+        account = items_from_lines(raw)[0].event.account_id
+        until[account] = datetime.fromisoformat(
+            str(yaml.safe_load((SCENARIOS / folder / "scenario.yaml").read_text())["until"]))
+        lines += [line + b"\n" for line in raw if line.strip()]
+    # Every scenario's first event is at 10:00 local, so the hourly ticks fall as in each one alone.
+    items = sorted(items_from_lines(lines), key=lambda item: item.event.occurred_at)
+    last = max(until.values())
+    oracle = simulate(items, timedelta(hours=1), last, rules)
+    for folder in folders:
+        account = items_from_lines((SCENARIOS / folder / "events.jsonl").read_bytes().splitlines())[0].event.account_id
+        mine = [describe(n) for n in oracle.sorted_notices()
+                if n.account_id == account and n.issued_at <= until[account]]
+        assert mine == expected_lines(SCENARIOS / folder), folder
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"".join(item.raw + b"\n" for item in items))
+    worker = workers("w1", start=False)
+    worker.env["DUNNING_RULES"] = str(rules)
+    worker.start()
+    proc = subprocess.run([str(DUNNING), "publish", "--events", str(events), "--tick", "1h", "--until",
+                           last.isoformat()], cwd=REPO, env=namespace.env(worker.state_dir, worker.web_port),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    probe.wait_caught_up(60, [worker])
+    compare_notices(kcat.notices(), oracle.notices)
+    assert kcat.consume(namespace.topics.dead_letter) == []
+    compare_audit(kcat.audit(), oracle)
+    compare_states(stored_accounts(kcat, namespace), oracle.accounts)
+    return kcat.consume(namespace.topics.audit)
+
+
+@pytest.mark.live_namespace(commit_interval=0.1)
+def test_receipts_and_a_cease_live(namespace, workers, kcat, probe, tmp_path):
+    trail = replay(("60-bounce-falls-back", "61-temporary-failure-retried", "62-every-channel-dead",
+                    "66-cease-mid-episode"), REPO / "rules" / "default.yaml", namespace, workers, kcat, probe, tmp_path)
+    assert kcat.consume(namespace.topics.receipts)  # the receipts went through their own topic
+    assert any(n.replaces for n in kcat.notices())
+    assert any('"decision.undeliverable"' in line for line in trail)
+    assert any('"direct contact ended (cease requested)"' in line for line in trail)
+
+
+@pytest.mark.live_namespace(commit_interval=0.1)
+def test_shared_call_caps_and_a_quiet_period_live(namespace, workers, kcat, probe, tmp_path):
+    trail = replay(("64-agency-shares-the-cap", "65-conversation-quiet-period"),
+                   SCENARIOS / "64-agency-shares-the-cap" / "calls.yaml", namespace, workers, kcat, probe, tmp_path)
+    assert any("channel_limits" in line for line in trail) and any("quiet_period" in line for line in trail)
