@@ -32,6 +32,7 @@ from streams.settings import MAX_REQUEST_BYTES, Settings
 
 log = logging.getLogger("dunning.worker")
 BATCH_FAILED = 3  # the worker's exit status when a batch could not be processed or its output not sent
+LIVENESS_PATH, READINESS_PATH = "/livez", "/readyz"  # probed by deploy/kubernetes/statefulset.yaml
 
 
 def faust_settings(settings: Settings) -> dict[str, object]:
@@ -234,6 +235,19 @@ def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
         decides = running.engine_for(account_id)  # the account's variant's engine (one without an experiment)
         return web.json({**report, "ruleset_version": decides.version, "variant": decides.variant,
                          "partition": partition, "served_by": settings.canonical_url})
+
+    @app.page(LIVENESS_PATH)
+    async def liveness(web, request):  # noqa: ARG001 - Faust's view signature
+        """Answers while the worker's event loop runs (the web server is served by it): a wedged loop or a dead
+        process fails the probe, a long restore does not."""
+        return web.json({"live": True})
+
+    @app.page(READINESS_PATH)
+    async def readiness(web, request):  # noqa: ARG001 - Faust's view signature
+        """Ready once the tables are restored after the latest rebalance (a worker with no partition is ready);
+        not ready again from the next revocation until its recovery is done."""
+        ready = tables["restored"]
+        return web.json({"ready": ready, "partitions": sorted(owned_partitions())}, status=200 if ready else 503)
 
     @app.page("/metrics")
     async def prometheus_metrics(web, request):  # noqa: ARG001 - Faust's view signature
