@@ -23,7 +23,7 @@ import faust
 from rules.engine import Engine
 from rules.policy import PolicyEngine
 from schemas.events import tick
-from streams.changelog import write_table
+from streams.changelog import StoreReader, write_table
 from streams.metrics import CrashRecord, WorkerMetrics
 from streams.explain import account_report
 from streams.rulesets import RulesetFeed
@@ -131,9 +131,8 @@ def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
     metrics = WorkerMetrics(engine.version, lambda: processor.portfolio(
         owned_partitions(), platforms, scan, ready=tables["restored"]), crashes.counts())
 
-    def scan():
-        for key, value in accounts.items():
-            yield (key.decode() if isinstance(key, bytes) else key), value
+    stores = StoreReader(accounts)
+    scan = stores.items
 
     async def publish(result: BatchResult) -> None:
         pending = [await app.producer.send(out.topic, out.key, out.value, out.partition, None, None)
@@ -156,7 +155,7 @@ def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
             processor.process(
                 Source(message.topic, message.partition, message.offset, message.key, message.value,
                        int(message.timestamp * 1000) if message.timestamp else None),
-                accounts.data, platforms.data, scan)  # the stores: one lookup per read, not two
+                stores.at(message.partition), platforms.data, scan)
             if processor.accounts_pending >= settings.batch_size:
                 # A run of ticks (a worker catching up) wakes most accounts: send and store what is done so far
                 # instead of holding every account decoded. The batch's offsets still wait for its end.
