@@ -126,13 +126,13 @@ def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
         except Exception:  # noqa: BLE001 - no consumer yet (starting up): nothing is owned
             return set()
 
+    stores = StoreReader(accounts)
+    scan = stores.items
     tables = {"restored": False}  # until Faust says its tables are restored after a rebalance
     crashes = CrashRecord(settings.state_dir / "crashes.json")
     metrics = WorkerMetrics(engine.version, lambda: processor.portfolio(
-        owned_partitions(), platforms, scan, ready=tables["restored"]), crashes.counts())
-
-    stores = StoreReader(accounts)
-    scan = stores.items
+        owned_partitions(), platforms, scan, ready=tables["restored"]), crashes.counts(),
+        stores=lambda: {"accounts": stores.handles(), "platform": StoreReader(platforms).handles()})
 
     async def publish(result: BatchResult) -> None:
         pending = [await app.producer.send(out.topic, out.key, out.value, out.partition, None, None)

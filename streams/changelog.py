@@ -69,6 +69,10 @@ class StoreReader:
             found = self._partitions[partition] = _PartitionStore(self._table, partition)
         return found
 
+    def handles(self) -> list[object]:
+        """The RocksDB handles of every store open now (one per partition, standby copies included)."""
+        return list(self._table.data._dbs.values())
+
     def items(self) -> Iterator[tuple[str, bytes]]:
         """Every (key, value) of the partitions this worker owns (active ones; standby copies are not its own)."""
         store = self._table.data
