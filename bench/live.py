@@ -60,6 +60,7 @@ class Sizes:
 
 
 FULL = Sizes()
+MILLION = Sizes(sweep_replicas=(1, 100))  # --million: 10,000 and 1,000,000 accounts
 QUICK = Sizes(accounts=500, days=20, sweep_replicas=(1, 3), ticks=3, state_accounts=200, state_days=40, timeout=180)
 
 
@@ -120,20 +121,46 @@ async def measure(sizes: Sizes, bootstrap: str, workdir: Path, began: float, pro
                 "ratio": round(size / total / result["workload"]["input_mean_bytes"], 2)}
             log(f"changelog: {size / 1e6:,.1f} MB in {records:,} records", began)
 
-            simulation = simulate(lines, START + timedelta(days=sizes.days))
-            log(f"simulated {len(simulation.accounts):,} accounts with hourly ticks", began)
-            result["clock_sweep"] = []
-            for replicas in sizes.sweep_replicas:
-                plan = Plan(simulation, replicas, sizes.due_share, sizes.ticks, sizes.seed)
-                name = f"sweep-{plan.accounts}"
-                sweep = await run_sweep(broker, run, plan, workdir, name)
-                result["peak_rss_mb"][name] = sweep.pop("peak_rss_mb")
-                result["clock_sweep"].append(sweep)
-                log(f"{name}: restore {sweep['restore']['seconds']} s, {sweep['tick_s']} s per tick", began)
+            await sweeps(broker, run, sizes, lines, workdir, began, result)
         finally:
             log(f"deleted {await broker.delete_run_topics(run.prefix)} topics of {run.prefix}", began)
     result["state"] = state_sizes(sizes.state_accounts, sizes.state_days, sizes.seed, sizes.partitions)
     log(f"state sizes: mean {result['state']['mean_bytes']:,} bytes", began)
+    return result
+
+
+async def sweeps(broker: Broker, run: Run, sizes: Sizes, lines: list[bytes], workdir: Path, began: float,
+                 result: dict, profile: Path | None = None) -> None:
+    """(e) and (i) at each size of sizes.sweep_replicas, into result["clock_sweep"] and result["peak_rss_mb"]."""
+    simulation = simulate(lines, START + timedelta(days=sizes.days))
+    log(f"simulated {len(simulation.accounts):,} accounts with hourly ticks", began)
+    result["clock_sweep"] = []
+    for replicas in sizes.sweep_replicas:
+        plan = Plan(simulation, replicas, sizes.due_share, sizes.ticks, sizes.seed)
+        name = f"sweep-{plan.accounts}"
+        sweep = await run_sweep(broker, run, plan, workdir, name,
+                                profile.with_name(f"{profile.name}-{plan.accounts}") if profile else None)
+        result["peak_rss_mb"][name] = sweep.pop("peak_rss_mb")
+        result["clock_sweep"].append(sweep)
+        log(f"{name}: restore {sweep['restore']['seconds']} s, {sweep['tick_s']} s per tick", began)
+
+
+async def measure_million(sizes: Sizes, bootstrap: str, workdir: Path, began: float, profile: Path | None) -> dict:
+    """--million: the clock sweep and restore alone, at the event file's accounts and at 100 times them (1M)."""
+    run = Run(bootstrap, sizes.partitions)
+    lines = to_jsonl_bytes(generate(sizes.accounts, sizes.days, START, sizes.seed))
+    result: dict = {"workload": {"accounts": sizes.accounts, "days": sizes.days, "seed": sizes.seed,
+                                 "partitions": sizes.partitions, "lines": len(lines), "topics_prefix": run.prefix},
+                    "peak_rss_mb": {}}
+    async with Broker(bootstrap) as broker:
+        try:
+            await sweeps(broker, run, sizes, lines, workdir, began, result, profile)
+        finally:
+            log(f"deleted {await broker.delete_run_topics(run.prefix)} topics of {run.prefix}", began)
+    small, large = result["clock_sweep"][0], result["clock_sweep"][-1]
+    # what one more account held costs the worker: the difference between the two sizes, after their ticks
+    result["rss_kib_per_account"] = round((large["rss_mb"]["after_ticks"] - small["rss_mb"]["after_ticks"]) * 1024
+                                          / (large["accounts"] - small["accounts"]), 3)
     return result
 
 
@@ -149,8 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "results", help="where the JSON and PNG go")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy samples the single worker (d) into <results>/<date>-worker.pyspy.txt")
+    parser.add_argument("--million", action="store_true",
+                        help="only the clock sweep and restore, at 10k and 1M accounts (about 15 minutes): "
+                             "<results>/<date>-million.json; with --profile, py-spy on each worker's restore and ticks")
     args = parser.parse_args(argv)
-    sizes = QUICK if args.quick else FULL
+    sizes = QUICK if args.quick else MILLION if args.million else FULL
     gc.set_threshold(*WORKER_GC_THRESHOLD)  # the worker's, for (a) and (b) in this process
     # aiokafka logs its retries as errors (a new topic not yet in the metadata, its leader not yet elected);
     # what does fail raises in the harness
@@ -158,21 +188,32 @@ def main(argv: list[str] | None = None) -> int:
     began, now = time.perf_counter(), datetime.now(timezone.utc)
     workdir = Path(tempfile.mkdtemp(prefix="dunning-bench-"))
     load = os.getloadavg()[0]
-    stem = args.results / f"{now:%Y-%m-%d}"
+    stem = args.results / f"{now:%Y-%m-%d}{'-million' if args.million else ''}"
     args.results.mkdir(parents=True, exist_ok=True)
     try:
-        result = asyncio.run(measure(sizes, args.bootstrap, workdir, began,
-                                     stem.with_name(f"{stem.name}-worker.pyspy.txt") if args.profile else None))
+        if args.million:
+            result = asyncio.run(measure_million(sizes, args.bootstrap, workdir, began,
+                                                 stem if args.profile else None))
+        else:
+            result = asyncio.run(measure(sizes, args.bootstrap, workdir, began,
+                                         stem.with_name(f"{stem.name}-worker.pyspy.txt") if args.profile else None))
     except BaseException:
         print(f"bench: failed; the logs are in {workdir}", file=sys.stderr)
         raise
     shutil.rmtree(workdir)
     changed = git("status", "--porcelain", "--untracked-files=no", "--", "rules", "schemas", "streams")
-    result = {"bench": "live", "mode": "quick" if args.quick else "full", "utc": now.isoformat(timespec="seconds"),
+    mode = "quick" if args.quick else "million" if args.million else "full"
+    result = {"bench": "live", "mode": mode, "utc": now.isoformat(timespec="seconds"),
               "commit": git("rev-parse", "--short", "HEAD") + ("+changes" if changed else ""),
               "python": platform.python_version(), "cpu": cpu_name(), "cores": os.cpu_count(),
               "load": [round(load, 2), round(os.getloadavg()[0], 2)], "sizes": asdict(sizes), **result,
               "seconds": round(time.perf_counter() - began)}
+    if args.million:
+        result["targets"] = report.million_targets(result)
+        stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+        print(report.million_summary(result))
+        print(f"\nwrote {stem}.json")
+        return 0
     result["targets"] = report.targets(result)
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     report.chart(result, stem.with_suffix(".png"))

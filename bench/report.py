@@ -26,6 +26,23 @@ def targets(result: dict) -> list[dict]:
          sweep["tick_s"], lt, 1),
         (f"s to restore {sweep['accounts']:,} accounts", sweep["restore"]["seconds"], lt, 30),
     ]
+    return _judged(checks)
+
+
+def million_targets(result: dict) -> list[dict]:
+    """Issue 19's targets for the 1M-account sweep (--million)."""
+    sweep = result["clock_sweep"][-1]
+    peak = result["peak_rss_mb"][f"sweep-{sweep['accounts']}"]
+    return _judged([
+        (f"s to restore {sweep['accounts']:,} accounts from an empty state directory", sweep["restore"]["seconds"],
+         lt, 60),
+        (f"s per steady clock tick finding {sweep['due_per_tick']:,} of {sweep['accounts']:,} accounts due",
+         sweep["tick_s"], lt, 1),
+        (f"peak RSS, MiB, holding {sweep['accounts']:,} accounts", peak, lt, 1024),
+    ])
+
+
+def _judged(checks: list[tuple]) -> list[dict]:
     return [{"target": name, "value": round(value, 3), "bound": f"{_SIGN[test]} {limit:g}", "met": test(value, limit)}
             for name, value, test, limit in checks]
 
@@ -52,6 +69,19 @@ def summary(result: dict) -> str:
               f"  state after {result['state']['days']} days: mean {result['state']['mean_bytes']:,} bytes, "
               f"p99 {result['state']['p99_bytes']:,}, max {result['state']['max_bytes']:,}",
               f"  peak RSS, MB: {result['peak_rss_mb']}"]
+    lines += _sweep_lines(result)
+    return "\n".join(lines)
+
+
+def million_summary(result: dict) -> str:
+    lines = [f"make bench (million)  {result['utc']}  commit {result['commit']}  {result['cpu']}, "
+             f"{result['cores']} cores, load {result['load'][0]:.2f} -> {result['load'][1]:.2f}",
+             f"  peak RSS, MiB: {result['peak_rss_mb']}; RSS per account held: {result['rss_kib_per_account']} KiB"]
+    return "\n".join(lines + _sweep_lines(result))
+
+
+def _sweep_lines(result: dict) -> list[str]:
+    lines = []
     for sweep in result["clock_sweep"]:
         lines.append(f"  clock sweep, {sweep['accounts']:,} accounts, {sweep['due_per_tick']:,} due per tick: "
                      f"{sweep['tick_s']} s per tick (first tick after start {sweep['first_tick_s']} s), "
@@ -61,7 +91,7 @@ def summary(result: dict) -> str:
     lines += [f"    {'met    ' if t['met'] else 'NOT met'}  {t['target']}: {t['value']:,} ({t['bound']})"
               for t in result["targets"]]
     lines.append(f"\n  {result['seconds']:.0f} s in all")
-    return "\n".join(lines)
+    return lines
 
 
 def _cores(busy: dict[str, float]) -> str:

@@ -25,7 +25,8 @@ from aiokafka import TopicPartition
 
 from broker import TABLES, Broker, Run, changelog, wait_until
 from core import renamed
-from procs import RECOVERY_STARTED, STREAMS_RESUMED, WORKER_READY, cpu_clocks, local_broker_pid, start_worker
+from procs import (RECOVERY_STARTED, STREAMS_RESUMED, WORKER_READY, cpu_clocks, local_broker_pid, start_worker,
+                   stop_spy)
 from rules.simulator import Simulation
 from rules.state import dump_platform
 from schemas.events import tick
@@ -73,7 +74,10 @@ class Plan:
                 yield topic, partition, key, renamed(value, index, target)
 
 
-async def run_sweep(broker: Broker, run: Run, plan: Plan, workdir: Path, name: str) -> dict:
+async def run_sweep(broker: Broker, run: Run, plan: Plan, workdir: Path, name: str,
+                    profile: Path | None = None) -> dict:
+    """With `profile` (a path stem), py-spy samples the worker's restore into <stem>-restore.pyspy.txt and its
+    ticks into <stem>-tick.pyspy.txt."""
     settings = run.settings(name, name)
     partitions = settings.partitions
     await ensure_topics(settings)
@@ -86,15 +90,26 @@ async def run_sweep(broker: Broker, run: Run, plan: Plan, workdir: Path, name: s
     broker_pid = local_broker_pid(settings.bootstrap_servers)
     worker = start_worker(settings, workdir, name)
     clocks = cpu_clocks([worker], broker_pid)
+    spy = worker.spy(profile.with_name(f"{profile.name}-restore.pyspy.txt")) if profile else None
     try:
-        await worker.wait_logged(WORKER_READY, timeout=600)
+        await worker.wait_logged(WORKER_READY, timeout=900)
+        ready_rss = worker.memory_mb()
+        if spy:
+            stop_spy(spy)
+            spy = worker.spy(profile.with_name(f"{profile.name}-tick.pyspy.txt"))
         # restore is the figure the machine's other work moves most: say how much CPU there was for it
         cores = {who: round((seconds - clocks[who]) / (time.time() - worker.started), 2)
                  for who, seconds in cpu_clocks([worker], broker_pid).items()}
         began = worker.logged(RECOVERY_STARTED)[0]
         restore_s = next(at for at in worker.logged(STREAMS_RESUMED) if at >= began) - began
         ticks = [await _tick(broker, settings, at) for at in plan.ticks]
+        if spy:
+            stop_spy(spy)
+            spy = None
+        ticked_rss = worker.memory_mb()
     finally:
+        if spy:
+            stop_spy(spy)
         worker.stop()
     steady = [t["seconds"] for t in ticks[1:]]
     return {
@@ -105,6 +120,7 @@ async def run_sweep(broker: Broker, run: Run, plan: Plan, workdir: Path, name: s
         "ticks": ticks,
         "first_tick_s": ticks[0]["seconds"],
         "tick_s": round(sorted(steady)[len(steady) // 2], 3) if steady else None,
+        "rss_mb": {"ready": ready_rss, "after_ticks": ticked_rss},
         "peak_rss_mb": worker.peak_rss_mb,
     }
 

@@ -23,7 +23,7 @@ import faust
 from rules.engine import Engine
 from rules.policy import PolicyEngine
 from schemas.events import tick
-from streams.changelog import write_table
+from streams.changelog import StoreReader, write_table
 from streams.metrics import CrashRecord, WorkerMetrics
 from streams.explain import account_report
 from streams.rulesets import RulesetFeed
@@ -32,6 +32,7 @@ from streams.settings import MAX_REQUEST_BYTES, Settings
 
 log = logging.getLogger("dunning.worker")
 BATCH_FAILED = 3  # the worker's exit status when a batch could not be processed or its output not sent
+LIVENESS_PATH, READINESS_PATH = "/livez", "/readyz"  # probed by deploy/kubernetes/statefulset.yaml
 
 
 def faust_settings(settings: Settings) -> dict[str, object]:
@@ -125,15 +126,14 @@ def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
         except Exception:  # noqa: BLE001 - no consumer yet (starting up): nothing is owned
             return set()
 
+    stores = StoreReader(accounts)
+    scan = stores.items
     tables = {"restored": False}  # until Faust says its tables are restored after a rebalance
     crashes = CrashRecord(settings.state_dir / "crashes.json")
     metrics = WorkerMetrics(engine.version, lambda: processor.portfolio(
         owned_partitions(), platforms, scan, ready=tables["restored"]), crashes.counts(),
-        marks=lambda: processor.marks(owned_partitions()))
-
-    def scan():
-        for key, value in accounts.items():
-            yield (key.decode() if isinstance(key, bytes) else key), value
+        marks=lambda: processor.marks(owned_partitions()),
+        stores=lambda: {"accounts": stores.handles(), "platform": StoreReader(platforms).handles()})
 
     async def publish(result: BatchResult) -> None:
         pending = [await app.producer.send(out.topic, out.key, out.value, out.partition, None, None)
@@ -156,7 +156,7 @@ def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
             processor.process(
                 Source(message.topic, message.partition, message.offset, message.key, message.value,
                        int(message.timestamp * 1000) if message.timestamp else None),
-                accounts.data, platforms.data, scan)  # the stores: one lookup per read, not two
+                stores.at(message.partition), platforms.data, scan)
             if processor.accounts_pending >= settings.batch_size:
                 # A run of ticks (a worker catching up) wakes most accounts: send and store what is done so far
                 # instead of holding every account decoded. The batch's offsets still wait for its end.
@@ -235,6 +235,19 @@ def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
         decides = running.engine_for(account_id)  # the account's variant's engine (one without an experiment)
         return web.json({**report, "ruleset_version": decides.version, "variant": decides.variant,
                          "partition": partition, "served_by": settings.canonical_url})
+
+    @app.page(LIVENESS_PATH)
+    async def liveness(web, request):  # noqa: ARG001 - Faust's view signature
+        """Answers while the worker's event loop runs (the web server is served by it): a wedged loop or a dead
+        process fails the probe, a long restore does not."""
+        return web.json({"live": True})
+
+    @app.page(READINESS_PATH)
+    async def readiness(web, request):  # noqa: ARG001 - Faust's view signature
+        """Ready once the tables are restored after the latest rebalance (a worker with no partition is ready);
+        not ready again from the next revocation until its recovery is done."""
+        ready = tables["restored"]
+        return web.json({"ready": ready, "partitions": sorted(owned_partitions())}, status=200 if ready else 503)
 
     @app.page("/metrics")
     async def prometheus_metrics(web, request):  # noqa: ARG001 - Faust's view signature

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, get_args
+from typing import Any, Callable, Iterable, Iterator, get_args
 
 from prometheus_client import (CollectorRegistry, Counter, Gauge, GCCollector, Histogram, Info, ProcessCollector,
                                generate_latest)
@@ -75,6 +76,32 @@ class MarksCollector(Collector):
             yield family
 
 
+# RocksDB's memory outside Python's heap, per table, summed over its open stores (one per partition, standby
+# copies included): what DUNNING_ROCKSDB_WRITE_BUFFER_MB and DUNNING_ROCKSDB_BLOCK_CACHE_MB bound, and the index
+# and filter blocks of its files, which those do not.
+ROCKSDB_MEMORY = {"memtables": "rocksdb.cur-size-all-mem-tables", "block_cache": "rocksdb.block-cache-usage",
+                  "table_readers": "rocksdb.estimate-table-readers-mem"}
+
+
+class MemoryCollector(Collector):
+    """Where a worker's resident memory goes, read at scrape time: RocksDB's, per table and kind, and the blocks
+    Python's allocator holds live (sys.getallocatedblocks)."""
+
+    def __init__(self, stores: Callable[[], dict[str, Iterable[Any]]]):
+        self.stores = stores  # table name -> its open RocksDB handles (rocksdict.Rdict)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("dunning_rocksdb_memory_bytes", "RocksDB memory by table and kind, summed over "
+                                   "the table's open stores", labels=["table", "kind"])
+        for table, handles in sorted(self.stores().items()):
+            handles = list(handles)
+            for kind, name in ROCKSDB_MEMORY.items():
+                family.add_metric([table, kind], float(sum(db.property_int_value(name) or 0 for db in handles)))
+        yield family
+        yield GaugeMetricFamily("dunning_python_allocated_blocks", "Memory blocks Python's allocator holds live",
+                                value=sys.getallocatedblocks())
+
+
 # What can crash: a batch (the worker stops uncommitted), the agent outside a batch (it stops too), the clock (a
 # tick not published; the next interval tries again).
 CRASH_KINDS = ("batch", "agent", "clock")
@@ -105,7 +132,8 @@ class CrashRecord:
 
 class WorkerMetrics:
     def __init__(self, ruleset_version: str, portfolio: Callable[[], Portfolio],
-                 crashes: dict[str, int] | None = None, marks: Callable[[], dict[str, int]] | None = None) -> None:
+                 crashes: dict[str, int] | None = None, marks: Callable[[], dict[str, int]] | None = None,
+                 stores: Callable[[], dict[str, Iterable[Any]]] = dict) -> None:
         self.registry = registry = CollectorRegistry()
         self.events = Counter("dunning_events", "Events processed, by event type", ["type"], registry=registry)
         self.notices = Counter("dunning_notices", "Notices issued, by kind, channel and rule",
@@ -173,6 +201,7 @@ class WorkerMetrics:
         self.differences = Counter("dunning_reconciliation_differences", "Differences billing's statements showed, "
                                    "by kind (added, closed, corrected, reopened, credit, decided, stale)", ["kind"],
                                    registry=registry)
+        registry.register(MemoryCollector(stores))
         ProcessCollector(registry=registry)  # process_*: memory, CPU seconds, open files, start time
         GCCollector(registry=registry)  # python_gc_*: collections and objects per generation
 

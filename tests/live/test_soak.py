@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from livekit import WORKLOAD_START, audit_check, eventually
+from livekit import WORKLOAD_START, audit_check, eventually, get
 
 from rules.simulator import with_ticks
 from schemas.events import parse_event
@@ -73,6 +73,21 @@ def rss_bytes(pid: int) -> int:
     raise AssertionError(f"no VmRSS for {pid}")
 
 
+def memory_breakdown(worker) -> dict[str, float]:
+    """What the worker's /metrics says its memory holds: RocksDB's, by kind (MiB, both tables), and the blocks
+    Python's allocator holds live."""
+    status, body = get(f"http://127.0.0.1:{worker.web_port}/metrics")
+    assert status == 200
+    found: dict[str, float] = {}
+    for line in body.decode().splitlines():
+        if line.startswith("dunning_rocksdb_memory_bytes{"):
+            kind = line.split('kind="', 1)[1].split('"', 1)[0]
+            found[f"rocksdb_{kind}_mib"] = found.get(f"rocksdb_{kind}_mib", 0.0) + float(line.rsplit(" ", 1)[1]) / 2**20
+        elif line.startswith("dunning_python_allocated_blocks "):
+            found["python_blocks"] = float(line.rsplit(" ", 1)[1])
+    return {key: round(value, 1) for key, value in found.items()}
+
+
 async def publish(namespace, lines: list[bytes]) -> Counter:
     """The lines (and a bad message after every 19 good ones) as fast as the producer goes; returns the bad
     kinds sent. Ticks go to every clock partition."""
@@ -124,10 +139,12 @@ def test_soak(namespace, workers, probe, reliability, request):
     thread = threading.Thread(target=lambda: sent_box.update(sent=asyncio.run(publish(namespace, lines))))
     thread.start()
     rss: dict[int, int] = {}
+    memory: dict[int, dict[str, float]] = {}
     for checkpoint in checkpoints:
         eventually(lambda: probe.committed(inputs) >= checkpoint, 3600, f"{checkpoint} messages committed",
                    every=1.0, on_timeout=worker.tail)
         rss[checkpoint] = rss_bytes(worker.proc.pid)
+        memory[checkpoint] = memory_breakdown(worker)
     thread.join(timeout=600)
     probe.wait_caught_up(600, [worker])
     elapsed = time.monotonic() - started
@@ -140,8 +157,10 @@ def test_soak(namespace, workers, probe, reliability, request):
     assert 0.04 < sum(sent.values()) / messages < 0.06
     growth = rss[checkpoints[-1]] / rss[checkpoints[0]]
     print(f"soak: {messages} messages ({sum(sent.values())} bad: {dict(sent)}) in {elapsed:.0f} s, "
-          f"{messages / elapsed:.0f}/s; RSS {', '.join(f'{k}: {v / 2**20:.0f} MiB' for k, v in rss.items())}")
+          f"{messages / elapsed:.0f}/s; RSS {', '.join(f'{k}: {v / 2**20:.0f} MiB' for k, v in rss.items())}; "
+          f"memory {memory}")
     reliability("soak", report, events=messages, bad=sum(sent.values()), reasons=dict(sorted(sent.items())),
                 rss_mib={str(k): round(v / 2**20, 1) for k, v in rss.items()}, rss_growth=round(growth, 3),
+                memory={str(k): v for k, v in memory.items()},
                 seconds=round(elapsed, 1), throughput=round(messages / elapsed))
     assert worker.alive and worker.starts == 1

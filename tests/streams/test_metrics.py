@@ -199,6 +199,27 @@ def test_process_metrics_are_exported():
     assert samples(text, "python_gc_collections_total").keys() == {f'{{generation="{g}"}}' for g in "012"}
 
 
+def test_rocksdb_memory_is_reported_per_table_and_kind(tmp_path):
+    import rocksdict
+
+    stores = [rocksdict.Rdict(str(tmp_path / f"accounts-{partition}.db")) for partition in range(2)]
+    try:
+        for db in stores:
+            for number in range(2_000):
+                db[f"account-{number}"] = b"x" * 500
+        metrics = WorkerMetrics("v1", lambda: {}, stores=lambda: {"accounts": stores, "platform": []})
+        found = samples(metrics.exposition().decode(), "dunning_rocksdb_memory_bytes")
+        # two stores of 2,000 values of 500 bytes, still in their write buffers (allocated in blocks of up to 1 MiB)
+        assert 2 * 2_000 * 500 < found['{kind="memtables",table="accounts"}'] < 2 * (2_000 * 500 + 2 * 2**20)
+        assert found['{kind="memtables",table="platform"}'] == 0.0
+        assert {key for key in found if "accounts" in key} == {
+            f'{{kind="{kind}",table="accounts"}}' for kind in ("memtables", "block_cache", "table_readers")}
+        assert samples(metrics.exposition().decode(), "dunning_python_allocated_blocks")[""] > 10_000
+    finally:
+        for db in stores:
+            db.close()
+
+
 def test_crashes_counted_before_an_exit_are_reported_by_the_restarted_worker(tmp_path):
     from streams.metrics import CrashRecord
 
