@@ -23,7 +23,7 @@ import faust
 from rules.engine import Engine
 from rules.policy import PolicyEngine
 from schemas.events import tick
-from streams.changelog import write_table
+from streams.changelog import send_batched, write_table
 from streams.metrics import CrashRecord, WorkerMetrics
 from streams.explain import account_report
 from streams.intake import Records, in_order, install
@@ -143,10 +143,7 @@ def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
             yield (key.decode() if isinstance(key, bytes) else key), value
 
     async def publish(result: BatchResult) -> None:
-        pending = [await app.producer.send(out.topic, out.key, out.value, out.partition, None, None)
-                   for out in result.outgoing]
-        if pending:
-            await asyncio.gather(*pending)
+        await send_batched(app, ((out.topic, out.partition, out.key, out.value) for out in result.outgoing))
 
     async def write_state(result: BatchResult) -> None:
         await asyncio.gather(*(

@@ -36,31 +36,40 @@ def _same(value: bytes) -> bytes:
     return value
 
 
-async def write_table(app: faust.App, table: faust.Table, writes: Iterable[tuple[bytes, bytes, int]]) -> None:
-    """Writes (key, value, partition) records to the table: changelog first, local store after the acks.
+Sent = list[tuple[str, int, list[tuple[bytes, bytes]], object]]  # (topic, partition, records, ack metadata)
 
-    A partition's records go out as one record batch (or as few as the producer's batch size allows), not a send
-    per key: Faust's send per key was a quarter of the worker's busy time with record lists (issue 19). A record's
-    offset is its batch's base offset plus its place in it."""
-    topic = table.changelog_topic.get_topic_name()
-    by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
-    for key, value, partition in writes:
-        by_partition.setdefault(partition, []).append((key, value))
-    if not by_partition:
-        return
+
+async def send_batched(app: faust.App, records: Iterable[tuple[str, int, bytes, bytes]]) -> Sent:
+    """Sends (topic, partition, key, value) records as one record batch per partition (or as few as the producer's
+    batch size allows; a larger record goes alone), and returns once the broker has acknowledged every one.
+
+    Faust's producer sends per key, a future and a callback each: a quarter of the worker's busy time once records
+    came in lists (issue 19). A record's offset is its batch's base offset plus its place in the batch."""
+    by_partition: dict[tuple[str, int], list[tuple[bytes, bytes]]] = {}
+    for topic, partition, key, value in records:
+        by_partition.setdefault((topic, partition), []).append((key, value))
     producer = app.producer._ensure_producer()  # aiokafka's, under Faust's producer
-    sent = []  # (partition, its records in this batch, the batch's future)
-    for partition, records in by_partition.items():
-        while records:
+    sent = []  # (topic, partition, the records in one batch, its future)
+    for (topic, partition), pending in by_partition.items():
+        while pending:
             batch, count = producer.create_batch(), 0
-            while count < len(records) and batch.append(key=records[count][0], value=records[count][1],
+            while count < len(pending) and batch.append(key=pending[count][0], value=pending[count][1],
                                                         timestamp=None) is not None:
                 count += 1
             batch.close()
-            sent.append((partition, records[:count], await producer.send_batch(batch, topic, partition=partition)))
-            records = records[count:]
-    acknowledged = await asyncio.gather(*(future for _, _, future in sent))
-    table.data.apply_changelog_batch(
-        [_Applied(TP(topic, partition), partition, meta.offset + n, key, value)
-         for (partition, records, _), meta in zip(sent, acknowledged) for n, (key, value) in enumerate(records)],
-        to_key=_same, to_value=_same)
+            sent.append((topic, partition, pending[:count], await producer.send_batch(batch, topic,
+                                                                                     partition=partition)))
+            pending = pending[count:]
+    acknowledged = await asyncio.gather(*(future for *_, future in sent))
+    return [(topic, partition, batch, meta) for (topic, partition, batch, _), meta in zip(sent, acknowledged)]
+
+
+async def write_table(app: faust.App, table: faust.Table, writes: Iterable[tuple[bytes, bytes, int]]) -> None:
+    """Writes (key, value, partition) records to the table: changelog first, local store after the acks."""
+    topic = table.changelog_topic.get_topic_name()
+    sent = await send_batched(app, ((topic, partition, key, value) for key, value, partition in writes))
+    if sent:
+        table.data.apply_changelog_batch(
+            [_Applied(TP(topic, partition), partition, meta.offset + n, key, value)
+             for _, partition, records, meta in sent for n, (key, value) in enumerate(records)],
+            to_key=_same, to_value=_same)
