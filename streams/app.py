@@ -189,7 +189,7 @@ def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
 
     @app.on_before_shutdown.connect
     async def close_feed(app: faust.App, **kwargs) -> None:  # noqa: ARG001 - Faust's signal signature
-        await app.consumer.settle()  # the batch in hand is finished and committed
+        await app.consumer.settle(stopping=True)  # the batch in hand is finished and committed, no other begins
         await feed.stop()
 
     @app.on_rebalance_complete.connect

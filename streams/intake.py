@@ -106,16 +106,23 @@ class BatchConsumer(Consumer):
     inputs: frozenset[str] = frozenset()
     _in_flight: asyncio.Future | None = None
 
-    async def settle(self) -> None:
-        """Waits for the batch in flight, if any, to be handled and committed."""
+    _held = False  # no new batch starts: from a revocation to the next assignment, and once stopping
+
+    async def settle(self, stopping: bool = False) -> None:
+        """Waits for the batch in flight, if any, to be handled and committed; when `stopping`, none starts after."""
+        self._held = self._held or stopping
         task = self._in_flight
         if task is not None and not task.done():
             await asyncio.shield(task)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
-        # app.rebalancing is set already (the rebalance listener does it first): no new batch starts
+        self._held = True  # else the fetch loop, woken by the same batch's end, could start the next one
         await self.settle()
         await super().on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        self._held = self.app.should_stop
+        await super().on_partitions_assigned(assigned, generation_id)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # noqa: C901 - Faust's loop, with batches
         consumer_stopped, fetcher_stopped = self._stopped.is_set, fetcher._stopped.is_set
@@ -156,7 +163,7 @@ class BatchConsumer(Consumer):
 
     def _current(self, generation: int) -> bool:
         """Whether records fetched under `generation` may still be handled."""
-        return self.flow_active and not self.app.rebalancing and self.app.consumer_generation_id == generation
+        return self.flow_active and not self._held and self.app.consumer_generation_id == generation
 
     async def _one_by_one(self, tp: TP, fetched: Sequence[Any], generation: int) -> bool:
         """Faust's own path for a changelog's records (recovery, standbys): the callback per message."""
