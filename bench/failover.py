@@ -23,12 +23,33 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from broker import Broker, Run, wait_until
+from broker import TABLES, Broker, Run, changelog, wait_until
 from procs import STREAMS_RESUMED, WORKER_READY, Proc, process_cpu_seconds, start_worker
 from schemas.events import tick
 from sweep import Plan, prepare
 
 ASSIGNED = b"Executing _on_partitions_assigned"
+_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
+_ROW = re.compile(r"^\| (\S+)\s+\| (\d+)\s+\| (-?\d+)\s+\|$")
+
+
+def recovery_tables(log: str, title: str, since: float) -> list[dict[tuple[str, int], int]]:
+    """Faust's recovery tables of `title` ("Highwater for active changelog partitions", "active offsets at start of
+    reading") logged after `since`: {(changelog topic, partition): offset}, oldest first."""
+    tables: list[dict[tuple[str, int], int]] = []
+    current: dict[tuple[str, int], int] | None = None
+    topic = ""
+    for line in log.splitlines():
+        stamp = _TIME.match(line)
+        if stamp:
+            at = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            current = {} if title in line and at > since else None
+            if current is not None:
+                tables.append(current)
+        elif current is not None and (row := _ROW.match(line.strip())):
+            topic = topic if row.group(1) == "\u3003" else row.group(1)
+            current[(topic, int(row.group(2)))] = int(row.group(3))
+    return tables
 
 
 async def idle(procs: list[Proc], below: float = 0.15, window: float = 3.0, timeout: float = 600) -> None:
@@ -103,8 +124,17 @@ async def run_failover(broker: Broker, run: Run, plan: Plan, workdir: Path, stan
     rebalanced = min(at for at in survivor.logged(ASSIGNED) if at > killed)
     resumed = min(at for at in survivor.logged(STREAMS_RESUMED) if at > killed)
     first = min(notices.values()) if notices else None
+    log = survivor.log_path.read_text(errors="replace")
+    highwaters = (recovery_tables(log, "Highwater for active changelog partitions", killed) or [{}])[-1]
+    starts = (recovery_tables(log, "active offsets at start of reading", killed) or [{}])[-1]
+    accounts_log = changelog(settings, TABLES[0])
+    taken = [(accounts_log, p) for p in theirs]
+    read = (sum(highwaters[tp] - max(0, starts.get(tp, 0)) for tp in taken)
+            if all(tp in highwaters for tp in taken) else None)  # None: the survivor logged no such recovery
     return {
         "accounts": plan.accounts, "standby_replicas": standbys, "partitions_taken_over": sorted(theirs),
+        # what the survivor read of the taken-over partitions' accounts changelog to restore them
+        "changelog_records_read": read,
         "rebalanced_s": round(rebalanced - killed, 3), "resumed_s": round(resumed - killed, 3),
         "first_notice_s": None if first is None else round(first - killed, 3),
         "all_partitions_noticed_s": round(max(notices.values()) - killed, 3) if len(notices) == len(theirs) else None,

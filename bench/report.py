@@ -65,7 +65,7 @@ def summary(result: dict) -> str:
         lines.append(f"  failover, {run['accounts']:,} accounts, {run['standby_replicas']} standby replicas: after the "
                      f"SIGKILL, rebalanced {run['rebalanced_s']} s, streams resumed {run['resumed_s']} s, first notice "
                      f"on the dead worker's partitions {run['first_notice_s']} s (every one of them "
-                     f"{run['all_partitions_noticed_s']} s)")
+                     f"{run['all_partitions_noticed_s']} s); {run['changelog_records_read']} changelog records read to take over")
     lines += ["", "  targets:"]
     lines += [f"    {'met    ' if t['met'] else 'NOT met'}  {t['target']}: {t['value']:,} ({t['bound']})"
               for t in result["targets"]]

@@ -60,6 +60,9 @@ def test_quick_bench_writes_every_figure(kafka_bootstrap: str, tmp_path: Path) -
         assert run["accounts"] == 1500 and run["partitions_taken_over"]
         assert 0 < run["rebalanced_s"] < run["resumed_s"] < run["all_partitions_noticed_s"]
         assert run["first_notice_s"] <= run["all_partitions_noticed_s"]
+    without, with_standbys = result["failover"]
+    # with a standby copy the survivor reads only what the copy lacks, not the taken-over partitions' changelog
+    assert with_standbys["changelog_records_read"] < without["changelog_records_read"]
     assert len(result["targets"]) == 9
     for target in result["targets"]:
         verdict = "met    " if target["met"] else "NOT met"
