@@ -113,7 +113,7 @@ async def run_failover(broker: Broker, run: Run, plan: Plan, workdir: Path, stan
         victim.proc.wait()
         value = tick(datetime.fromtimestamp(plan.ticks[0], timezone.utc)).model_dump_json(exclude_none=True).encode()
         await broker.send_all((settings.topic.clock, p, b"*", value) for p in range(settings.partitions))
-        notices = await first_notices(settings.bootstrap_servers, after, timeout=300)
+        notices = await first_notices(settings.bootstrap_servers, after, timeout=120)
 
         async def resumed_since() -> bool:
             return survivor.logged(STREAMS_RESUMED)[-1] > killed
