@@ -7,7 +7,8 @@ One broker, one generated event file (streams.generate, 10,000 accounts over 60 
 partitions of the input topics (murmur2, as `dunning publish` sends), and then, in this order: (a) the raw
 aiokafka ceiling, (b) the engine in a plain aiokafka loop, (c) a naive Faust agent, (d) `dunning worker`, one
 process and then two in one group; (g) the bytes (d)'s single worker wrote to its accounts changelog; (e) the
-clock sweep and (i) the restore at 10k and 100k accounts; (f) peak RSS along the way; (h) state bytes per
+clock sweep and (i) the restore at 10k and 100k accounts; (j) failover at 100k, one of two workers killed,
+with and without standbys; (f) peak RSS along the way; (h) state bytes per
 account after 180 days, offline. bench/README.md says how each figure is measured. Writes
 bench/results/<UTC date>.json and .png and prints the targets, met or not. Every topic it makes is deleted at the
 end; the logs of a failed run are kept (their folder is printed).
@@ -34,6 +35,7 @@ from core import START, cpu_name  # first: core puts the repository on sys.path
 import loops
 import report
 from broker import TABLES, Broker, Run, changelog
+from failover import run_failover
 from procs import start_naive_agent, start_worker, timed
 from states import simulate, state_sizes
 from streams.generate import generate, to_jsonl_bytes
@@ -121,7 +123,13 @@ async def measure(sizes: Sizes, bootstrap: str, workdir: Path, began: float, pro
                 "ratio": round(size / total / result["workload"]["input_mean_bytes"], 2)}
             log(f"changelog: {size / 1e6:,.1f} MB in {records:,} records", began)
 
-            await sweeps(broker, run, sizes, lines, workdir, began, result)
+            plan = await sweeps(broker, run, sizes, lines, workdir, began, result)
+            result["failover"] = []
+            for standbys in (0, 1):  # the plan of the last (largest) sweep
+                failover = await run_failover(broker, run, plan, workdir, standbys)
+                result["failover"].append(failover)
+                log(f"failover, {standbys} standbys: first notice {failover['first_notice_s']} s after the kill, "
+                    f"{failover['first_notice_after_rebalance_s']} s after the rebalance", began)
         finally:
             log(f"deleted {await broker.delete_run_topics(run.prefix)} topics of {run.prefix}", began)
     result["state"] = state_sizes(sizes.state_accounts, sizes.state_days, sizes.seed, sizes.partitions)
@@ -130,8 +138,9 @@ async def measure(sizes: Sizes, bootstrap: str, workdir: Path, began: float, pro
 
 
 async def sweeps(broker: Broker, run: Run, sizes: Sizes, lines: list[bytes], workdir: Path, began: float,
-                 result: dict, profile: Path | None = None) -> None:
-    """(e) and (i) at each size of sizes.sweep_replicas, into result["clock_sweep"] and result["peak_rss_mb"]."""
+                 result: dict, profile: Path | None = None) -> Plan:
+    """(e) and (i) at each size of sizes.sweep_replicas, into result["clock_sweep"] and result["peak_rss_mb"];
+    returns the plan of the last (largest) size."""
     simulation = simulate(lines, START + timedelta(days=sizes.days))
     log(f"simulated {len(simulation.accounts):,} accounts with hourly ticks", began)
     result["clock_sweep"] = []
@@ -143,6 +152,7 @@ async def sweeps(broker: Broker, run: Run, sizes: Sizes, lines: list[bytes], wor
         result["peak_rss_mb"][name] = sweep.pop("peak_rss_mb")
         result["clock_sweep"].append(sweep)
         log(f"{name}: restore {sweep['restore']['seconds']} s, {sweep['tick_s']} s per tick", began)
+    return plan
 
 
 async def measure_million(sizes: Sizes, bootstrap: str, workdir: Path, began: float, profile: Path | None) -> dict:

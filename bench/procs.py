@@ -102,10 +102,14 @@ def stop_spy(spy: subprocess.Popen) -> None:
     spy.wait(timeout=60)
 
 
-def start_worker(settings: Settings, workdir: Path, name: str) -> Proc:
-    """`dunning worker` (the console script), with its own empty state dir and web port."""
-    return Proc(name, [str(DUNNING), "worker"], worker_env(settings, workdir / f"{name}-state", free_port()),
+def start_worker(settings: Settings, workdir: Path, name: str, **env: str) -> Proc:
+    """`dunning worker` (the console script), with its own empty state dir and web port (`proc.web_port`), and
+    `env` (DUNNING_* settings) on top."""
+    port = free_port()
+    proc = Proc(name, [str(DUNNING), "worker"], {**worker_env(settings, workdir / f"{name}-state", port), **env},
                 workdir)
+    proc.web_port = port
+    return proc
 
 
 def start_naive_agent(settings: Settings, workdir: Path, name: str, empty: bool = False) -> Proc:

@@ -32,6 +32,7 @@ from rules.state import dump_platform
 from schemas.events import tick
 from states import stored, wakeup
 from streams.processor import partition_for
+from streams.settings import Settings
 from streams.topics import ensure_topics
 
 DAY = 86_400
@@ -74,11 +75,9 @@ class Plan:
                 yield topic, partition, key, renamed(value, index, target)
 
 
-async def run_sweep(broker: Broker, run: Run, plan: Plan, workdir: Path, name: str,
-                    profile: Path | None = None) -> dict:
-    """With `profile` (a path stem), py-spy samples the worker's restore into <stem>-restore.pyspy.txt and its
-    ticks into <stem>-tick.pyspy.txt."""
-    settings = run.settings(name, name)
+async def prepare(broker: Broker, settings: Settings, plan: Plan) -> tuple[int, int]:
+    """The topics of `settings`, and its tables' changelogs holding the plan's accounts and platform state, as a
+    worker would have written them; returns the account records and their bytes."""
     partitions = settings.partitions
     await ensure_topics(settings)
     accounts_log, platform_log = (changelog(settings, table) for table in TABLES)
@@ -86,6 +85,15 @@ async def run_sweep(broker: Broker, run: Run, plan: Plan, workdir: Path, name: s
     restored, restored_bytes = await broker.send_all(plan.records(accounts_log, partitions))
     platform = dump_platform(plan.simulation.platform)
     await broker.send_all((platform_log, p, str(p).encode(), platform) for p in range(partitions))
+    return restored, restored_bytes
+
+
+async def run_sweep(broker: Broker, run: Run, plan: Plan, workdir: Path, name: str,
+                    profile: Path | None = None) -> dict:
+    """With `profile` (a path stem), py-spy samples the worker's restore into <stem>-restore.pyspy.txt and its
+    ticks into <stem>-tick.pyspy.txt."""
+    settings = run.settings(name, name)
+    restored, restored_bytes = await prepare(broker, settings, plan)
 
     broker_pid = local_broker_pid(settings.bootstrap_servers)
     worker = start_worker(settings, workdir, name)

@@ -1,7 +1,7 @@
-"""The Faust app, built from Settings in one place: tables, the dunning agent and the clock.
+"""The Faust app, built from Settings in one place: tables, the batch intake and the clock.
 
-The agent takes batches of messages, runs them through the Processor (the same engine as the simulator),
-and then, in this order: sends notices, audit lines and dead letters and waits for the broker's acks, then
+The intake (streams/intake.py) hands over record lists per partition from Faust's consumer; they run through the
+Processor (the same engine as the simulator), and then, in this order: sends notices, audit lines and dead letters and waits for the broker's acks, then
 sends each touched account's state once to the table's changelog, waits for those acks and applies them to the
 local store (streams/changelog.py). Offsets are committed only after that, so a crash at any point either
 repeats work whose notices carry the same notice_id, or loses nothing (at-least-once; see the README on why
@@ -23,11 +23,12 @@ import faust
 from rules.engine import Engine
 from rules.policy import PolicyEngine
 from schemas.events import tick
-from streams.changelog import StoreReader, write_table
+from streams.changelog import StoreReader, send_batched, write_table
 from streams.metrics import CrashRecord, WorkerMetrics
 from streams.explain import account_report
+from streams.intake import Records, in_order, install
 from streams.rulesets import RulesetFeed
-from streams.processor import BatchResult, Processor, Source, account_header, decode_account
+from streams.processor import BatchResult, Processor, account_header, decode_account
 from streams.settings import MAX_REQUEST_BYTES, Settings
 
 log = logging.getLogger("dunning.worker")
@@ -59,13 +60,16 @@ def faust_settings(settings: Settings) -> dict[str, object]:
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
         broker_commit_every=settings.batch_size,
+        broker_max_poll_records=settings.batch_size,  # a fetch, and so a batch, holds at most this many records
         broker_commit_interval=settings.commit_interval,
         consumer_auto_offset_reset="earliest",
         web_enabled=True,
         web_bind=settings.web_host,
         web_port=settings.web_port,
         canonical_url=settings.canonical_url,
-        table_standby_replicas=0,
+        # A worker keeps a standby copy of other workers' table partitions, up to date from their changelogs, so
+        # one that takes over a dead worker's partitions reads only what the copy lacks (none with one worker).
+        table_standby_replicas=settings.standby_replicas,
         # A batch's sends go out together and are awaited together: a short linger fills requests instead of
         # writing a request per few records (socket writes were a tenth of a profiled worker).
         producer_linger=0.005,
@@ -85,9 +89,9 @@ def faust_settings(settings: Settings) -> dict[str, object]:
 def stop_uncommitted(crashes: CrashRecord, kind: str, what: str, exc: Exception) -> NoReturn:
     """Ends the process at once, committing nothing more, so that a restart repeats the failed batch.
 
-    Raising instead would lose the batch: take_events acks its events on the way out (in a finally), Faust's
-    supervisor restarts the agent, and the next commit passes over messages whose notices, dead letters or
-    state never went out. aiokafka has already retried what can be retried (a broker away, a leader moving).
+    Raising instead would leave the Processor holding the batch's half-applied states for the next batch, and
+    Faust's crash of the consumer's fetch loop does not end the process by itself. aiokafka has already retried
+    what can be retried (a broker away, a leader moving).
     The crash is counted first, for the restarted worker's dunning_crashes_total."""
     detail = " ".join(f"{type(exc).__name__}: {exc}".split())
     try:
@@ -111,13 +115,17 @@ def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
     app = faust.App(settings.app_id, **faust_settings(settings))
     feed = RulesetFeed(settings, engine)
     # bytes types make the tables' stores and changelogs raw; the default would be JSON
-    table_options = dict(partitions=settings.partitions, key_type=bytes, value_type=bytes, options=dict(
-        write_buffer_size=settings.rocksdb_write_buffer_mb * 2**20, max_write_buffer_number=2,
-        block_cache_size=settings.rocksdb_block_cache_mb * 2**20))
+    # standby_buffer_size: a standby applies its changelog records in RocksDB write batches of this many (Faust's
+    # default of 1000 leaves a copy up to that many records behind the changelog, to be read at a takeover)
+    rocksdb = dict(write_buffer_size=settings.rocksdb_write_buffer_mb * 2**20, max_write_buffer_number=2,
+                   block_cache_size=settings.rocksdb_block_cache_mb * 2**20)
+    table_options = dict(partitions=settings.partitions, key_type=bytes, value_type=bytes, standby_buffer_size=100,
+                         options=rocksdb)
     accounts = app.Table("dunning-accounts", **table_options)
     platforms = app.Table("dunning-platform", **table_options)
-    source = app.topic(*settings.topic.inputs, key_serializer="raw", value_serializer="raw")
     clock_topic = settings.topic.clock
+    # ties on a record timestamp: the clock first (streams/intake.py: in_order)
+    inputs = (clock_topic, *(topic for topic in settings.topic.inputs if topic != clock_topic))
     processor = Processor(engine, settings.topic, settings.partitions, settings.check_partitioning)
 
     def owned_partitions() -> set[int]:
@@ -136,10 +144,7 @@ def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
         stores=lambda: {"accounts": stores.handles(), "platform": StoreReader(platforms).handles()})
 
     async def publish(result: BatchResult) -> None:
-        pending = [await app.producer.send(out.topic, out.key, out.value, out.partition, None, None)
-                   for out in result.outgoing]
-        if pending:
-            await asyncio.gather(*pending)
+        await send_batched(app, ((out.topic, out.partition, out.key, out.value) for out in result.outgoing))
 
     async def write_state(result: BatchResult) -> None:
         await asyncio.gather(*(
@@ -147,21 +152,22 @@ def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
                                      for key, (value, written_by) in writes.items()])
             for table, writes in ((accounts, result.accounts), (platforms, result.platforms))))
 
-    async def handle(events: list[faust.EventT]) -> None:
-        if not feed.started or any(event.message.topic == clock_topic for event in events):
-            # Every policy published before these ticks were: a tick switches the partition to the one in force.
-            processor.schedule = await feed.catch_up()
-        for event in events:
-            message = event.message
-            processor.process(
-                Source(message.topic, message.partition, message.offset, message.key, message.value,
-                       int(message.timestamp * 1000) if message.timestamp else None),
-                stores.at(message.partition), platforms.data, scan)
-            if processor.accounts_pending >= settings.batch_size:
-                # A run of ticks (a worker catching up) wakes most accounts: send and store what is done so far
-                # instead of holding every account decoded. The batch's offsets still wait for its end.
-                await flush()
-        await flush()
+    async def handle(records: Records) -> None:
+        """One batch from the intake (streams/intake.py): every record applied, sent and stored before it returns,
+        after which the intake commits its offsets."""
+        try:
+            if not feed.started or any(tp.topic == clock_topic for tp in records):
+                # Every policy published before these ticks were: a tick switches the partition to the one in force.
+                processor.schedule = await feed.catch_up()
+            for source in in_order(records, inputs):
+                processor.process(source, stores.at(source.partition), platforms.data, scan)
+                if processor.accounts_pending >= settings.batch_size:
+                    # A run of ticks (a worker catching up) wakes most accounts: send and store what is done so far
+                    # instead of holding every account decoded. The batch's offsets still wait for its end.
+                    await flush()
+            await flush()
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the batch must not be committed
+            stop_uncommitted(crashes, "batch", f"a batch of {sum(map(len, records.values()))} messages", exc)
 
     async def flush() -> None:
         """Sends the outputs of the messages processed since the last flush, then stores their states."""
@@ -177,17 +183,6 @@ def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
             log.warning("dead letter: %s at %s/%d@%d: %s", letter.reason, letter.origin.topic,
                         letter.origin.partition, letter.origin.offset, letter.message)
 
-    @app.agent(source, concurrency=1, name="dunning")
-    async def dunning(stream: faust.StreamT) -> None:
-        try:
-            async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-                try:
-                    await handle(events)
-                except Exception as exc:  # noqa: BLE001 - whatever failed, the batch must not be committed
-                    stop_uncommitted(crashes, "batch", f"a batch of {len(events)} messages", exc)
-        except Exception as exc:  # noqa: BLE001 - the stream itself failed: a restarted agent would ack its buffer
-            stop_uncommitted(crashes, "agent", "the dunning agent", exc)
-
     @app.on_partitions_revoked.connect
     async def forget(app: faust.App, revoked, **kwargs) -> None:  # noqa: ARG001 - Faust's signal signature
         tables["restored"] = False
@@ -195,12 +190,15 @@ def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
 
     @app.on_before_shutdown.connect
     async def close_feed(app: faust.App, **kwargs) -> None:  # noqa: ARG001 - Faust's signal signature
+        await app.consumer.settle(stopping=True)  # the batch in hand is finished and committed, no other begins
         await feed.stop()
 
     @app.on_rebalance_complete.connect
     async def restored(app: faust.App, **kwargs) -> None:  # noqa: ARG001 - sent once recovery is done
         processor.forget_partitions()
         tables["restored"] = True
+
+    install(app, inputs, handle, lambda exc: stop_uncommitted(crashes, "agent", "the batch intake", exc))
 
     if settings.clock_enabled:
         @app.timer(interval=settings.tick_interval, on_leader=True, name="dunning-clock")

@@ -36,7 +36,7 @@ def namespaced_env(run_id: str, web_port: int) -> dict[str, str]:
     """Environment for a worker whose topics and consumer group belong to this demo run only."""
     env = {"DUNNING_APP_ID": f"dunning-demo-{run_id}", "DUNNING_STATE_DIR": str(REPO / "var" / "demo" / run_id),
            "DUNNING_CLOCK_ENABLED": "false", "DUNNING_WEB_PORT": str(web_port), "DUNNING_PARTITIONS": "4",
-           "DUNNING_BATCH_SECONDS": "0.02", "DUNNING_COMMIT_INTERVAL": "0.1"}
+           "DUNNING_COMMIT_INTERVAL": "0.1"}
     for field, default in TopicNames().model_dump().items():
         env[f"DUNNING_TOPIC__{field.upper()}"] = f"demo-{run_id}.{default}"
     return env

@@ -100,8 +100,11 @@ class RulesetFeed:
     async def catch_up(self) -> Schedule:
         """Reads the topic to its current end; returns the schedule of every policy known then."""
         if self._consumer is None:
+            # A broker away stops the batch here as it stops its sends, which wait (Faust's producer, 20 min):
+            # aiokafka's default of 40 s failed the batch (and stopped the worker) when the broker was back after 45.
             self._consumer = AIOKafkaConsumer(**self.settings.kafka_client_options(), group_id=None,
-                                              enable_auto_commit=False, auto_offset_reset="earliest")
+                                              enable_auto_commit=False, auto_offset_reset="earliest",
+                                              request_timeout_ms=300_000)
             await self._consumer.start()
             self._consumer.assign([self._partition])
             await self._consumer.seek_to_beginning(self._partition)

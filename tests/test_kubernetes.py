@@ -22,8 +22,6 @@ REPO = Path(__file__).resolve().parent.parent
 MANIFESTS = sorted((REPO / "deploy" / "kubernetes").glob("*.yaml"))
 # The oldest Kubernetes release still supported upstream when this was written, and the newest the package knows.
 VERSIONS = ("1.29", kubernetes_validate.latest_version())
-# Issue 19 item 2 (another branch) adds this setting; until it is merged here the worker ignores it.
-SETTINGS_ON_THEIR_WAY = {"DUNNING_STANDBY_REPLICAS"}
 ANY_ADDRESS = {"0.0.0.0", "::"}
 Manifests = dict[str, dict[str, Any]]  # kind -> the one document of that kind
 
@@ -115,7 +113,7 @@ def settings_of(m: Manifests) -> dict[str, Any]:
 
 
 def check_settings(m: Manifests) -> list[str]:
-    known = {f"DUNNING_{name.upper()}" for name in Settings.model_fields} | SETTINGS_ON_THEIR_WAY
+    known = {f"DUNNING_{name.upper()}" for name in Settings.model_fields}
     problems = [f"{key} is not a setting of the worker" for key in env(m) if key.startswith("DUNNING_")
                 and key not in known]
     settings = Settings(**settings_of(m))

@@ -54,7 +54,16 @@ def test_quick_bench_writes_every_figure(kafka_bootstrap: str, tmp_path: Path) -
         assert sweep["tick_s"] > 0 and sweep["first_tick_s"] > 0
         assert result["peak_rss_mb"][f"sweep-{sweep['accounts']}"] > 0
 
-    assert len(result["targets"]) == 8
+    # one of two workers killed: the survivor sends notices on its partitions, with a standby copy or without
+    assert [run["standby_replicas"] for run in result["failover"]] == [0, 1]
+    for run in result["failover"]:
+        assert run["accounts"] == 1500 and run["partitions_taken_over"]
+        assert 0 < run["rebalanced_s"] < run["resumed_s"] < run["all_partitions_noticed_s"]
+        assert run["first_notice_s"] <= run["all_partitions_noticed_s"]
+    without, with_standbys = result["failover"]
+    # with a standby copy the survivor reads only what the copy lacks, not the taken-over partitions' changelog
+    assert with_standbys["changelog_records_read"] < without["changelog_records_read"]
+    assert len(result["targets"]) == 9
     for target in result["targets"]:
         verdict = "met    " if target["met"] else "NOT met"
         assert f"{verdict}  {target['target']}" in finished.stdout
