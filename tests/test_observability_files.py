@@ -75,6 +75,8 @@ LABELS: dict[str, set[str]] = {
     "dunning_restricted_accounts": {"action"},
     "dunning_reconciliation_differences_total": {"kind"},
     "dunning_deliveries_total": {"channel", "template", "outcome", "reason"},
+    "dunning_rocksdb_memory_bytes": {"table", "kind"},
+    "dunning_python_allocated_blocks": set(),
     # prometheus_client's process and garbage-collector collectors, on the worker's registry
     "process_virtual_memory_bytes": set(),
     "process_resident_memory_bytes": set(),
@@ -478,7 +480,8 @@ def test_metric_contract_matches_the_worker() -> None:
     pytest.importorskip("prometheus_client", reason="the runtime extra is not installed")
     from streams.metrics import WorkerMetrics
 
-    worker = WorkerMetrics("v-test", lambda: {"CNY": {}}, marks=lambda: {"restriction:freeze_credit": 1})
+    worker = WorkerMetrics("v-test", lambda: {"CNY": {}}, marks=lambda: {"restriction:freeze_credit": 1},
+                           stores=lambda: {"accounts": []})
     exported: dict[str, set[str]] = {}
     suffix = {"counter": "_total", "info": "_info"}
     for family in worker.registry.collect():
