@@ -126,7 +126,8 @@ def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
     clock_topic = settings.topic.clock
     # ties on a record timestamp: the clock first (streams/intake.py: in_order)
     inputs = (clock_topic, *(topic for topic in settings.topic.inputs if topic != clock_topic))
-    processor = Processor(engine, settings.topic, settings.partitions, settings.check_partitioning)
+    processor = Processor(engine, settings.topic, settings.partitions, settings.check_partitioning,
+                          cached_accounts=settings.cached_accounts)
 
     def owned_partitions() -> set[int]:
         try:

@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     log_level: str = "info"
     batch_size: int = Field(default=2000, ge=1)
     commit_interval: float = Field(default=1.0, gt=0, description="seconds between offset commits")
+    # about 12 KiB each after the bench's 60 days (tracemalloc), so some 120 MiB at the default
+    cached_accounts: int = Field(default=10000, ge=0, description="decoded account states kept across batches")
     session_timeout: float = Field(default=10.0, gt=0, description="seconds before a dead worker's partitions move")
     # Faust's RocksDB defaults allow each store (a table's partition) 3 x 64 MiB of memtables and a 2 GiB block
     # cache, so memory grew with the data a worker had written; these bound a store to 2 buffers plus the cache.

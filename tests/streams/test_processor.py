@@ -117,6 +117,56 @@ def test_a_new_worker_continues_from_the_tables_alone():
     assert sorted(n.notice_id for n in first + second) == sorted(n.notice_id for n in simulation.notices)
 
 
+@pytest.mark.parametrize("cached_accounts", [1, 5, 100_000])
+def test_states_kept_decoded_across_batches_change_no_notice_and_no_stored_byte(cached_accounts):
+    events = scenario_events()
+    until = events[-1].occurred_at + timedelta(days=100)
+    sources = list(messages(events, timedelta(hours=1), until))
+    plain, cached = Tables(), Tables()
+    expected = run(Processor(engine(), TOPICS, PARTITIONS), plain, sources, batch=7)
+    found = run(Processor(engine(), TOPICS, PARTITIONS, cached_accounts=cached_accounts), cached, sources, batch=7)
+    assert [n.model_dump_json() for n in found[0]] == [n.model_dump_json() for n in expected[0]]
+    assert cached.accounts == plain.accounts and cached.writes == plain.writes
+
+
+class CountedReads(dict):
+    reads = 0
+
+    def get(self, key, default=None):
+        self.reads += 1
+        return super().get(key, default)
+
+
+@pytest.mark.parametrize("cached_accounts, read_again", [(0, 5), (3, 2), (5, 0)])
+def test_a_batch_reads_from_the_store_only_the_accounts_the_bound_did_not_keep(cached_accounts, read_again):
+    sources = [Source(TOPICS.invoices, partition_for(f"A{n}", PARTITIONS), 0, f"A{n}".encode(),
+                      json.dumps({**GOOD, "event_id": f"{time}{n}", "account_id": f"A{n}"}).encode())
+               for time in ("e", "again-e") for n in range(5)]
+    processor, tables = Processor(engine(), TOPICS, PARTITIONS, cached_accounts=cached_accounts), Tables()
+    tables.accounts = CountedReads()
+    run(processor, tables, sources[:5], batch=5)
+    tables.accounts.reads = 0
+    run(processor, tables, sources[5:], batch=5)
+    assert tables.accounts.reads == read_again
+
+
+def test_after_a_rebalance_a_worker_reads_what_another_worker_stored_meanwhile():
+    events = scenario_events()
+    until = events[-1].occurred_at + timedelta(days=30)
+    sources = list(messages(events, timedelta(hours=1), until))
+    tables, third = Tables(), len(sources) // 3
+    first = Processor(engine(), TOPICS, PARTITIONS, cached_accounts=100_000)
+    before, _ = run(first, tables, sources[:third], batch=50)
+    # Another worker held the partitions for a while (a rebalance and back): the first one's copies are stale.
+    meanwhile, _ = run(Processor(engine(), TOPICS, PARTITIONS), tables, sources[third:2 * third], batch=50)
+    first.forget_partitions()
+    after, _ = run(first, tables, sources[2 * third:], batch=50)
+    assert meanwhile and after
+    simulation = Simulation(engine())
+    simulation.run(events, timedelta(hours=1), until)
+    assert sorted(n.notice_id for n in before + meanwhile + after) == sorted(n.notice_id for n in simulation.notices)
+
+
 def test_one_batch_writes_each_account_once():
     events = scenario_events()[:12]
     sources = list(messages(events, timedelta(hours=1), events[-1].occurred_at + timedelta(days=3)))
