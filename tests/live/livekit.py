@@ -30,10 +30,10 @@ from rules.state import AccountState, dump_account
 from schemas.events import PLATFORM_ACCOUNT, InputEvent, parse_event, tick
 from schemas.export import SCHEMA_DIR
 from schemas.notices import Notice
-from streams.audit_check import Report, check_broker
-from streams.generate import generate, to_jsonl_bytes
-from streams.live import group_caught_up, trail_differences, trails
-from streams.settings import DEFAULT_RULES, Settings, TopicNames
+from streams.tools.audit_check import Report, check_broker
+from streams.generators.generate import generate, to_jsonl_bytes
+from streams.tools.live import group_caught_up, trail_differences, trails
+from streams.runtime.settings import DEFAULT_RULES, Settings, TopicNames
 
 REPO = Path(__file__).resolve().parents[2]
 KCAT = shutil.which("kcat") or shutil.which("kafkacat")
@@ -479,7 +479,7 @@ WORKLOAD_START = datetime.fromisoformat("2026-11-01T09:00:00+08:00")
 
 
 def generated(accounts: int, days: int, seed: int) -> list[Item]:
-    """A generated billing stream (streams.generate) from WORKLOAD_START, as items to publish."""
+    """A generated billing stream (streams.generators.generate) from WORKLOAD_START, as items to publish."""
     return items_from_lines(to_jsonl_bytes(generate(accounts, days, WORKLOAD_START, seed)))
 
 
@@ -579,7 +579,7 @@ def state_diff(live: AccountState, expected: AccountState) -> str:
 
 def stored_accounts(kcat: Kcat, namespace: Namespace) -> dict[str, AccountState]:
     """The state each account ended with, as the workers stored it: the last value in the changelog."""
-    from streams.processor import decode_account
+    from streams.runtime.processor import decode_account
 
     stored = {}
     for key, value in kcat.consume_records(namespace.changelog):
