@@ -59,7 +59,6 @@ def faust_settings(settings: Settings) -> dict[str, object]:
         topic_replication_factor=settings.replication_factor,
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
-        broker_commit_every=settings.batch_size,
         broker_max_poll_records=settings.batch_size,  # a fetch, and so a batch, holds at most this many records
         broker_commit_interval=settings.commit_interval,
         consumer_auto_offset_reset="earliest",
