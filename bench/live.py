@@ -3,7 +3,7 @@
     .venv/bin/python bench/live.py                 # full size, about 10 minutes here
     .venv/bin/python bench/live.py --quick         # small sizes, a smoke test (tests/live/test_bench_live.py)
 
-One broker, one generated event file (streams.generate, 10,000 accounts over 60 days, seed 5) pre-filled on 4
+One broker, one generated event file (streams.generators.generate, 10,000 accounts over 60 days, seed 5) pre-filled on 4
 partitions of the input topics (murmur2, as `dunning publish` sends), and then, in this order: (a) the raw
 aiokafka ceiling, (b) the engine in a plain aiokafka loop, (c) a naive Faust agent, (d) `dunning worker`, one
 process and then two in one group; (g) the bytes (d)'s single worker wrote to its accounts changelog; (e) the
@@ -38,10 +38,10 @@ from broker import TABLES, Broker, Run, changelog
 from failover import run_failover
 from procs import start_naive_agent, start_worker, timed
 from states import simulate, state_sizes
-from streams.generate import generate, to_jsonl_bytes
-from streams.settings import Settings
-from streams.topics import ensure_topics
-from streams.worker import WORKER_GC_THRESHOLD
+from streams.generators.generate import generate, to_jsonl_bytes
+from streams.runtime.settings import Settings
+from streams.runtime.topics import ensure_topics
+from streams.runtime.worker import WORKER_GC_THRESHOLD
 from sweep import Plan, run_sweep
 
 REPO = Path(__file__).resolve().parent.parent
