@@ -75,11 +75,12 @@ class Delivery:
         if limits.per_week is not None:
             room = min(room, limits.per_week - len(state.sent_days))
         still.sort(key=lambda p: (_KIND_PRIORITY[p.kind], p.rule_index, p.trigger_at, p.key))
-        contact = self.contact if self.contact.active else None
+        contact = self.contact if self.contact.active or state.contact_hours else None
         held = []
         for pending in still:
             channel = channels[id(pending)]
-            # a blackout day, the channel's own window or caps (rules/engine/contact.py), then the account's limits
+            # a blackout day, the channel's own window or caps, the customer's hours (rules/engine/contact.py), then
+            # the account's limits
             reason = contact.holds(state, channel, moment.local) if contact is not None else None
             if reason is None and room <= 0:
                 reason = "limits"

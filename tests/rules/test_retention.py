@@ -100,7 +100,7 @@ def test_a_long_episodes_case_file_keeps_what_went_out_and_is_stored_compressed(
     assert state.case_notices and all(set(line.detail) <= {"rule_id", "channel", "template", "to", "action"}
                                       for line in state.case_notices)
     raw = dump_account(state)
-    assert raw[0] == 3 | 0x80 and load_account(raw) == state  # lz4 behind the same layout version
+    assert raw[0] == 4 | 0x80 and load_account(raw) == state  # lz4 behind the same layout version
     assert len(raw) < 4096
 
 
@@ -109,11 +109,11 @@ def test_the_codec_keeps_every_field_and_refuses_another_layout(harness: Harness
     harness.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-10")
     harness.run_until("2026-10-10 00:00", "2026-10-12 09:30")
     raw = dump_account(harness.state)
-    assert raw[0] & 0x7F == 3 and load_account(raw) == harness.state
+    assert raw[0] & 0x7F == 4 and load_account(raw) == harness.state
     try:
-        load_account(bytes([4]) + raw[1:])
+        load_account(bytes([5]) + raw[1:])
     except ValueError as exc:
-        assert "version 4" in str(exc)
+        assert "version 5" in str(exc)
     else:
         raise AssertionError("a value of another layout version was read")
 
@@ -201,6 +201,22 @@ def test_a_state_stored_by_layout_2_is_read_as_the_same_state_today():
         state = load_account(bytes.fromhex(text))
         assert (state.flags, state.holds, state.restrictions, state.statement_at) == ({}, [], {}, None)
         assert _upgraded(bytes.fromhex(text), 2, accounts[account]) == accounts[account]
+
+
+def test_a_state_stored_by_layout_3_is_read_as_the_same_state_today():
+    """Layout 3 (delivery receipts and contacts) had no customer's contact hours: read, a state awaiting receipts,
+    with channels closed or direct contact ended is the one today's code keeps, without contact hours."""
+    data = Path(__file__).parent / "data" / "account-layout-3.txt"
+    stored = dict(line.split() for line in data.read_text().splitlines() if line and not line.startswith("#"))
+    accounts = simulate_scenarios(("60-bounce-falls-back", "61-temporary-failure-retried", "62-every-channel-dead",
+                                   "66-cease-mid-episode"), "2026-10-09T03:00:00+08:00").accounts
+    assert set(stored) == {"B1", "T1", "D1", "X1"}
+    for account, text in stored.items():
+        raw = bytes.fromhex(text)
+        assert raw[0] & 0x7F == 3 and load_account(raw) == accounts[account]
+    read = {account: load_account(bytes.fromhex(text)) for account, text in stored.items()}
+    assert read["B1"].awaiting and read["D1"].unreachable == ["sms", "email"] and read["X1"].ceased
+    assert all(state.contact_hours == {} for state in read.values())
 
 
 def test_a_waiting_notice_stored_by_layout_2_is_read_with_empty_delivery_fields():
