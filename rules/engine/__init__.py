@@ -194,6 +194,8 @@ class Engine:
             self.episodes.fire_event_rules(out, moment, event)
             moment = _after_write_offs(out, moment)
         self.episodes.update(out, moment, event_id)
+        if "ceased" in detail:  # contact.recorded ended direct contact just now
+            self.episodes.ceased(out, moment, event_id)
         if state.restrictions:
             self.restrictions.review(out, moment, event_id)
         # a moot event (a repeat, an unknown id) changes nothing, not even when waiting notices go
