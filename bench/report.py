@@ -100,8 +100,9 @@ def _sweep_lines(result: dict) -> list[str]:
     for run in result.get("failover", []):
         lines.append(f"  failover, {run['accounts']:,} accounts, {run['standby_replicas']} standby replicas: after the "
                      f"SIGKILL, rebalanced {run['rebalanced_s']} s, streams resumed {run['resumed_s']} s, first notice "
-                     f"on the dead worker's partitions {run['first_notice_s']} s (every one of them "
-                     f"{run['all_partitions_noticed_s']} s); {run['changelog_records_read']} changelog records read to take over")
+                     f"on the dead worker's partitions {run['first_notice_s']} s (on every one with notices due, "
+                     f"{run.get('partitions_with_notices_due')}: {run['all_partitions_noticed_s']} s); "
+                     f"{run['changelog_records_read']} changelog records read to take over")
     lines += ["", "  targets:"]
     lines += [f"    {'met    ' if t['met'] else 'NOT met'}  {t['target']}: {'none came' if t['value'] is None else format(t['value'], ',')} ({t['bound']})"
               for t in result["targets"]]

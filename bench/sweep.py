@@ -14,9 +14,11 @@ during the sweep waits until a day after it. So every account a tick evaluates i
 from __future__ import annotations
 
 import asyncio
+import copy
 import math
 import random
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -28,7 +30,7 @@ from core import renamed
 from procs import (RECOVERY_STARTED, STREAMS_RESUMED, WORKER_READY, cpu_clocks, local_broker_pid, start_worker,
                    stop_spy)
 from rules.simulator import Simulation
-from rules.state import dump_platform
+from rules.state import dump_account, dump_platform, load_account
 from schemas.events import tick
 from states import stored, wakeup
 from streams.runtime.processor import partition_for
@@ -64,15 +66,33 @@ class Plan:
             at = self.ticks[-1] + DAY  # due during the sweep but not in a slot: after it
         return real if at is None else datetime.fromtimestamp(at, timezone.utc)
 
-    def records(self, topic: str, partitions: int) -> Iterator[tuple[str, int, bytes, bytes]]:
+    def _placed(self, partitions: int) -> Iterator[tuple[int, str, int, int, bytes, int]]:
+        """(replica, base account, its index, the copy's index, the copy's key, its partition) of every account."""
         for replica in range(self.replicas):
             for account in self.base:
                 index = int(account.rsplit("-", 1)[1])
                 target = replica * self.stride + index
                 key = renamed(account.encode(), index, target)
-                partition = partition_for(key.decode(), partitions)
-                value = stored(self.simulation, account, partition, self.header_wakeup(replica, account))
-                yield topic, partition, key, renamed(value, index, target)
+                yield replica, account, index, target, key, partition_for(key.decode(), partitions)
+
+    def records(self, topic: str, partitions: int) -> Iterator[tuple[str, int, bytes, bytes]]:
+        for replica, account, index, target, key, partition in self._placed(partitions):
+            value = stored(self.simulation, account, partition, self.header_wakeup(replica, account))
+            yield topic, partition, key, renamed(value, index, target)
+
+    def notices_released(self, at: float, partitions: int) -> Counter[int]:
+        """The notices a tick at `at`, the first after the restore, releases on each partition: every account it
+        makes due stepped by the simulation's engine, as a worker steps it (a copy's notices are its base's)."""
+        event = tick(datetime.fromtimestamp(at, timezone.utc))
+        engine, platform = self.simulation.engine, copy.deepcopy(self.simulation.platform)
+        engine.apply_platform(platform, event)
+        released: Counter[int] = Counter()
+        for replica, account, _, _, _, partition in self._placed(partitions):
+            wake = self.header_wakeup(replica, account)
+            if wake is not None and wake.timestamp() <= at:
+                state = load_account(dump_account(self.simulation.accounts[account]))  # the step changes it
+                released[partition] += len(engine.step(state, event, platform).notices)
+        return released
 
 
 async def prepare(broker: Broker, settings: Settings, plan: Plan) -> tuple[int, int]:

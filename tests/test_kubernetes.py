@@ -123,8 +123,8 @@ def check_settings(m: Manifests) -> list[str]:
         problems.append(f"the state directory {settings.state_dir} is not on a persistent volume claim")
     if settings.web_host not in ANY_ADDRESS:
         problems.append(f"the web server listens on {settings.web_host} only: probes and scrapes cannot reach it")
-    if "DUNNING_STANDBY_REPLICAS" not in env(m):
-        problems.append("no DUNNING_STANDBY_REPLICAS: a worker taking over would read the whole changelog")
+    if settings.standby_replicas < 1:
+        problems.append("no standby copies: a worker taking over would read the whole changelog")
     if settings.partitions < m["StatefulSet"]["spec"]["replicas"]:
         problems.append("more workers than partitions: some would hold nothing")
     return problems
@@ -200,7 +200,7 @@ MUTATIONS: list[tuple[str, str, Callable[[Manifests], None]]] = [
     ("service", "advertised-elsewhere", container_env("DUNNING_ADVERTISED_URL", "http://$(POD_NAME):6066")),
     ("settings", "misspelt-setting", container_env("DUNNING_STATE_DIRECTORY", "/var/lib/dunning")),
     ("settings", "state-off-the-volume", container_env("DUNNING_STATE_DIR", "/tmp/dunning")),
-    ("settings", "no-standbys", container_env("DUNNING_STANDBY_REPLICAS", None)),
+    ("settings", "no-standbys", container_env("DUNNING_STANDBY_REPLICAS", "0")),
     ("probes", "readiness-on-liveness", lambda m: worker(m)["readinessProbe"]["httpGet"].update(path=LIVENESS_PATH)),
     ("probes", "web-port-moved", container_env("DUNNING_WEB_PORT", "7077")),
     ("scrape", "no-scrape-annotation", lambda m: pod(m)["metadata"]["annotations"].pop("prometheus.io/scrape")),

@@ -14,6 +14,9 @@ partition paused (under recovery) or revoked; each rebalance seeks its partition
 offsets, so they come again. A revocation waits for the batch in flight to finish and commit before Faust drops
 its offset bookkeeping (faust-streaming #502 drops acked but uncommitted offsets there). Offsets a fetch skips
 (compaction, transaction markers) are entered as gaps, as Faust's own loop does, so they do not hold the commit.
+An input partition nothing was committed on yet is sought back to its start as well (aiokafka seeks only those with
+a committed offset): else what a fetch returned during a takeover was lost, and a dead worker's partitions never
+saw the ticks published before the rebalance (issue 19).
 
 It stands on private Faust methods: PINNED and FAUST_SOURCES say which versions and which source it was proven
 on, and tests/streams/runtime/test_intake.py fails when another is installed.
@@ -27,7 +30,7 @@ import inspect
 from importlib import metadata
 from typing import Any, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 
-from faust.transport.drivers.aiokafka import Consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 from faust.types import TP
 
 from streams.runtime.processor import Source
@@ -42,6 +45,12 @@ FAUST_SOURCES = {
     "faust.transport.consumer:Consumer.getmany": "4b168d84882a70d6",
     "faust.transport.consumer:Consumer.on_partitions_revoked": "d04b7ae72c6fc206",
     "faust.transport.consumer:Consumer.perform_seek": "0e8c130ff4b0afd8",
+    "faust.transport.consumer:Consumer.seek": "b86a9fe05f956b30",
+    "faust.transport.consumer:ThreadDelegateConsumer.seek_to_committed": "f1d483b861b0328b",
+    "aiokafka.consumer.consumer:AIOKafkaConsumer.seek_to_committed": "f6cd85c8b70a4ccf",
+    "faust.transport.drivers.aiokafka:Consumer._new_consumer_thread": "0870ec53dea75083",
+    "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._create_worker_consumer": "c2701bfc3e6f6cad",
+    "aiokafka.consumer.consumer:AIOKafkaConsumer.start": "2f1ba70443327538",
     "faust.transport.consumer:Consumer._add_gap": "4df2573ded7c1c2c",
     "faust.transport.consumer:Consumer._new_offset": "1d2c7ea89a7ad4f1",
     "faust.transport.consumer:Consumer.ack": "5fcf41cf45153475",
@@ -102,6 +111,19 @@ def _timestamp(record: Any) -> int:
     return record.timestamp if record.timestamp is not None else -1
 
 
+# How long the broker holds a fetch that finds nothing new (Faust hard-codes 1.5 s). A request for offsets goes to the
+# broker on the fetch's connection and waits behind it: a takeover's recovery asks for offsets twice, and each
+# waited out the idle fetch (3 of the 6.8 s from a rebalance to the first notice at 10k accounts, with standbys).
+FETCH_MAX_WAIT_MS = 100
+
+
+class _ConsumerThread(AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts (its Fetcher)
+        return consumer
+
+
 class BatchConsumer(Consumer):
     """Faust's aiokafka consumer whose fetch loop hands the input topics' records to `handler` in batches."""
 
@@ -128,10 +150,32 @@ class BatchConsumer(Consumer):
         self._held = self.app.should_stop
         await super().on_partitions_assigned(assigned, generation_id)
 
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        """Seeks the assigned partitions to their committed offsets, and the input partitions without one (nothing
+        committed yet, or 0) to their start.
+
+        Faust drops what a fetch returns while the flow is stopped (a rebalance and its recovery) and counts on this
+        seek, at the end of each recovery, to fetch it again; aiokafka seeks only partitions whose committed offset
+        is above 0, so one taken over before anything on it was committed lost those records for good."""
+        committed = await super().seek_to_committed()
+        for tp, offset in committed.items():
+            if not offset and tp.topic in self.inputs:
+                await self.seek(tp, 0)  # at once; a start past 0 (retention) is found by the reset to earliest
+        return committed
+
     async def _drain_messages(self, fetcher: Any) -> None:  # noqa: C901 - Faust's loop, with batches
         consumer_stopped, fetcher_stopped = self._stopped.is_set, fetcher._stopped.is_set
         try:
             while not (consumer_stopped() or fetcher_stopped()):
+                if not self.flow_active:
+                    await self.wait(self.can_resume_flow)
+                if not self._get_active_partitions():
+                    # a recovery resumes the flow a moment before the partitions; _wait_next_records would sleep 1 s
+                    await self.sleep(0.1)
+                    continue
                 records, active = await self._wait_next_records(timeout=1.0)
                 generation = self.app.consumer_generation_id
                 await self.sleep(0)

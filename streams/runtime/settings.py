@@ -109,10 +109,9 @@ class Settings(BaseSettings):
     rocksdb_write_buffer_mb: int = Field(default=8, ge=1, description="MiB per RocksDB memtable (2 per store)")
     rocksdb_block_cache_mb: int = Field(default=16, ge=1, description="MiB of RocksDB block cache per store")
     check_partitioning: bool = Field(default=True, description="dead-letter messages keyed to the wrong partition")
-    # Faust's assignor places at most (members of the group - 1) copies, so with one worker there are none. Not 1 by
-    # default yet: with standbys, the survivor of a SIGKILL resumed on the dead worker's partitions and then handled
-    # none of their input (make bench's failover, at 1,500 and at 100,000 accounts); not explained.
-    standby_replicas: int = Field(default=0, ge=0, description="standby copies of each table partition")
+    # Faust's assignor places at most (members of the group - 1) copies, so with one worker there are none: 1 costs
+    # a lone worker nothing, and a takeover after a SIGKILL reads only what the survivor's copy lacks.
+    standby_replicas: int = Field(default=1, ge=0, description="standby copies of each table partition")
 
     @field_validator("bootstrap_servers")
     @classmethod

@@ -1,5 +1,6 @@
 """Two workers in one group split the partitions; when one stops (SIGTERM) or dies (SIGKILL), the other takes its
-partitions over with their state restored from the changelog, and the notices are still the simulator's."""
+partitions over with their state restored from the changelog (or its standby copy), and the notices are still the
+simulator's."""
 from __future__ import annotations
 
 import time
@@ -17,6 +18,7 @@ from livekit import (
     simulate,
     split_ticks,
     stored_accounts,
+    tick_item,
     wait_assignment,
 )
 
@@ -82,3 +84,29 @@ def test_two_workers_split_the_partitions_and_take_over(namespace, workers, kcat
     print(f"{len(live)} notices read, {len(counts)} distinct, {len(expected)} expected")
     until = START + timedelta(days=DAYS + EXTRA_DAYS)
     compare_states(stored_accounts(kcat, namespace), simulate(items, EVERY, until).accounts)
+
+
+@pytest.mark.parametrize("standbys", [0, 1])
+def test_ticks_published_before_a_takeover_reach_the_dead_workers_partitions(standbys, namespace, workers, kcat,
+                                                                            probe, publisher):
+    """The first ticks ever, published between a SIGKILL and the rebalance: nothing was committed on the clock
+    topic yet, and the survivor sends what they release on the dead worker's partitions (issue 19: it never did)."""
+    items = [item for item in generated(ACCOUNTS, DAYS, SEED) if not item.platform]  # an outage is on the clock topic
+    last = max(item.event.occurred_at for item in items)
+    ticks = [tick_item(last + n * EVERY) for n in range(1, EXTRA_DAYS)]
+    plan = [*phases(items, namespace.topics), ticks]
+    expected = [notice for phase in notices_by_phase(plan) for notice in phase]
+
+    a, b = workers("a", start=False), workers("b", start=False)
+    for worker in (a, b):
+        worker.env["DUNNING_STANDBY_REPLICAS"] = str(standbys)
+        worker.start(wait=False)
+    a.wait_ready(), b.wait_ready()
+    shares = wait_assignment(probe, [a, b])
+    publisher.run(plan[:-1], [a, b])
+    b.kill()
+    publisher.publish_phase(ticks)
+    assert wait_assignment(probe, [a]) == {"a": set(range(namespace.partitions))}
+    probe.wait_caught_up(60, workers=[a])
+    assert {n.notice_id for n in expected if partition_for(n.account_id, namespace.partitions) in shares["b"]}
+    compare_notices(kcat.notices(), expected, allow_repeats=True)

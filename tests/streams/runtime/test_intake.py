@@ -127,3 +127,24 @@ def test_offsets_not_handled_hold_the_commit():
     asyncio.run(BatchConsumer._enter_handled(books, tp, [10, 11]))
     assert Consumer._new_offset(books, tp) == 12
     assert Consumer._new_offset(books, tp) is None  # nothing handled since
+
+
+def test_the_recoverys_seek_takes_input_partitions_nothing_was_committed_on_back_to_their_start():
+    """Faust drops what a fetch returns while a rebalance has the flow stopped, and the seek to the committed
+    offsets that ends the recovery is what fetches it again: an input partition without a committed offset (a
+    takeover's first ticks) must be sought too, or those records are never handled (issue 19)."""
+    clock, fresh, read, changelog = (TP(TOPICS.clock, 0), TP(TOPICS.invoices, 1), TP(TOPICS.invoices, 2),
+                                     TP("app-dunning-accounts-changelog", 0))
+    sought: dict[TP, int] = {}
+
+    async def seek_to_committed():  # aiokafka's: seeks only the partitions committed above 0
+        sought.update({read: 7})
+        return {clock: None, fresh: 0, read: 7, changelog: None}
+
+    consumer = BatchConsumer.__new__(BatchConsumer)
+    consumer.inputs = frozenset(INPUTS)
+    consumer._thread = SimpleNamespace(seek_to_committed=seek_to_committed, seek=sought.__setitem__)
+    consumer._read_offset, consumer.log = defaultdict(lambda: None), SimpleNamespace(dev=lambda *args: None)
+    committed = asyncio.run(consumer.seek_to_committed())
+    assert committed[read] == 7
+    assert sought == {clock: 0, fresh: 0, read: 7}  # the changelog's position is the recovery's own
