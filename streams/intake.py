@@ -24,12 +24,15 @@ import asyncio
 import hashlib
 import heapq
 import inspect
+from time import monotonic
 from importlib import metadata
 from typing import Any, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 
 from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP
+from faust.utils.tracing import finish_span
 
+from streams.changelog import _Applied
 from streams.processor import Source
 
 PINNED = {"faust-streaming": "0.15.3", "mode-streaming": "0.7.1", "aiokafka": "0.14.0"}
@@ -55,6 +58,14 @@ FAUST_SOURCES = {
     "faust.stores.rocksdb:Store._dbs_for_actives": "28ffca271cde5b06",
     "faust.stores.rocksdb:Store._visible_items": "545dc16a2b25e4a4",
     "aiokafka.producer.producer:AIOKafkaProducer.send_batch": "bf42b0f0c5c0646d",
+    # BatchConsumer._into_recovery does per fetch what this loop does per changelog record
+    "faust.tables.recovery:Recovery._slurp_changelogs.fun": "7825c7e50f766d5a",
+    "faust.tables.recovery:Recovery.flush_buffers": "6fa9c17f1071018c",
+    "faust.tables.recovery:Recovery.need_recovery": "fd1dc345b5d5e121",
+    "faust.tables.recovery:Recovery.standby_remaining_total": "15bd44e3a39bb01f",
+    "faust.tables.recovery:Recovery._set_recovery_ended": "84badf3f2cfe0d02",
+    "faust.tables.base:Collection.apply_changelog_batch": "b980a78d3ae9b1e8",
+    "faust.tables.base:Collection.on_changelog_event": "5a4fa48fd7c3fd10",
 }
 
 Records = Mapping[TP, Sequence[Any]]  # aiokafka ConsumerRecords, in offset order, per input partition
@@ -148,7 +159,8 @@ class BatchConsumer(Consumer):
                     if tp.topic in self.inputs:
                         batch[tp] = fetched
                         self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-                    elif not await self._one_by_one(tp, fetched, generation):
+                    elif not (self._into_recovery(tp, fetched, generation)
+                              or await self._one_by_one(tp, fetched, generation)):
                         break
                 if batch and self._current(generation):
                     self._in_flight = asyncio.ensure_future(self._handle(batch))
@@ -179,6 +191,55 @@ class BatchConsumer(Consumer):
                 continue
             await self.wait_first(self.callback(self._to_message(tp, record)), self.suspend_flow.wait())
             self._read_offset[tp] = offset
+        return True
+
+    def _into_recovery(self, tp: TP, fetched: Sequence[Any], generation: int) -> bool:
+        """A changelog's records handed to Faust's Recovery as one list: what its `_slurp_changelogs` does per
+        record (offsets, buffers flushed at the same sizes, recovery end, standbys ready), once per fetch.
+        False (nothing done) where that loop would differ: a partition it does not track, a table with a changelog
+        callback, or events still in its queue (they come first)."""
+        recovery = self.app.tables.recovery
+        table = recovery.tp_to_table.get(tp)
+        active = tp in recovery.active_tps
+        if (table is None or table._on_changelog_event is not None or not (active or tp in recovery.standby_tps)
+                or not self.app.tables.changelog_queue.empty()
+                or not (self.flow_active and self.app.consumer_generation_id == generation)):
+            return False
+        now = monotonic()
+        offsets = recovery.active_offsets if active else recovery.standby_offsets
+        bufsize = recovery.buffer_sizes.get(tp)
+        if bufsize is None:
+            bufsize = recovery.buffer_sizes[tp] = table.recovery_buffer_size if active else table.standby_buffer_size
+            if not active:
+                recovery._standby_events_received_at[tp] = now
+        if active:
+            recovery._active_events_received_at[tp] = now
+        buffer = recovery.buffers[table]
+        seen, read = offsets.get(tp, None), self._read_offset[tp]
+        for record in fetched:
+            offset = record.offset
+            if read is not None and offset < read:
+                continue
+            if seen is None or offset > seen:
+                seen = offsets[tp] = offset
+                buffer.append(_Applied(tp, record.partition, offset, record.key, record.value))
+                if len(buffer) >= bufsize:
+                    table.apply_changelog_batch(buffer)
+                    buffer.clear()
+                    recovery._last_flush_at = now
+            read = self._read_offset[tp] = offset
+        if recovery.in_recovery and not recovery.need_recovery():
+            recovery.flush_buffers()
+            recovery._set_recovery_ended()
+            if recovery._actives_span is not None:
+                recovery._actives_span.set_tag("Actives-Ready", True)
+            recovery.signal_recovery_end.set()
+        if not (recovery._standbys_span is None and recovery.tables.standbys_ready) \
+                and not recovery.standby_remaining_total():
+            if recovery._standbys_span:
+                finish_span(recovery._standbys_span)
+                recovery._standbys_span = None
+            recovery.tables.on_standbys_ready()
         return True
 
     async def _handle(self, batch: Records) -> None:
