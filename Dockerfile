@@ -1,7 +1,7 @@
 # dunning-stream worker image.
 #   docker build -t dunning-stream .
 #   docker run --rm dunning-stream --help      (arguments replace the default `worker` subcommand)
-# Configuration is by environment (DUNNING_*, KAFKA_BOOTSTRAP_SERVERS): see streams/settings.py and docker-compose.yml.
+# Configuration is by environment (DUNNING_*, KAFKA_BOOTSTRAP_SERVERS): see streams/runtime/settings.py and docker-compose.yml.
 
 # The one base image, pinned to an exact Python patch release and Debian release.
 FROM python:3.11.13-slim-bookworm AS base

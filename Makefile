@@ -37,7 +37,7 @@ reliability: venv
 
 # a month of generated billing for 300 accounts through a live worker on the local broker
 demo: venv broker-start
-	$(VENV)/bin/python -m streams.demo $(DEMO_ARGS)
+	$(VENV)/bin/python -m streams.generators.demo $(DEMO_ARGS)
 
 # every live-path figure of issue #8 in one run (bench/README.md); BENCH_ARGS=--quick for a one-minute smoke run
 bench: venv broker-start

@@ -18,10 +18,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.events import PLATFORM_ACCOUNT
-from streams.processor import partition_for
-from streams.settings import Settings, TopicNames
+from streams.runtime.processor import partition_for
+from streams.runtime.settings import Settings, TopicNames
 
-TABLES = ("dunning-accounts", "dunning-platform")  # the worker's tables (streams/app.py)
+TABLES = ("dunning-accounts", "dunning-platform")  # the worker's tables (streams/runtime/app.py)
 
 
 @dataclass

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                            lambda message: print(message, file=sys.stderr))
     platform_wide = b'"account_id":"%s"' % PLATFORM_ACCOUNT.encode()  # clock ticks and outages
     inputs = [raw for raw in lines if platform_wide not in raw]
-    from streams.worker import WORKER_GC_THRESHOLD
+    from streams.runtime.worker import WORKER_GC_THRESHOLD
 
     result = {"bench": "ceiling", "input_events": len(inputs)}
     for name, loop in (("decode", decode), ("bookkeeping", bookkeeping)):

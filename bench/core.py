@@ -3,7 +3,7 @@
     .venv/bin/python bench/core.py                      # 1M input events over 100k accounts
     .venv/bin/python bench/core.py --events 200000 --accounts 20000 --profile
 
-Untimed set-up: a realistic stream from streams.generate (a template of --template-accounts accounts over enough
+Untimed set-up: a realistic stream from streams.generators.generate (a template of --template-accounts accounts over enough
 days to give --events/--accounts events per account, replicated across the remaining accounts with renamed
 ids), serialised to JSON lines, with an hourly platform clock tick ("*") inserted as the runtime's clock does.
 
@@ -11,7 +11,7 @@ Timed loop, for each raw line: parse_event(raw); then
   * an input event: look up the account state (None: step creates it), engine.apply_platform, engine.step,
     then push the outcome's wakeup on a heap (the scheduling the runtime needs to skip idle accounts);
   * a clock tick: engine.apply_platform, pop every account whose wakeup <= tick.at from the heap (as
-    rules/simulator.py and streams/processor.py do; keyed on epoch seconds like the latter),
+    rules/simulator.py and streams/runtime/processor.py do; keyed on epoch seconds like the latter),
     engine.step(account, tick) for each, and reschedule it;
   * a platform outage: engine.apply_platform and reschedule every account (engine.wakeup).
 
@@ -46,7 +46,7 @@ from rules.engine import Engine  # noqa: E402
 from rules.loader import load_ruleset  # noqa: E402
 from rules.state import PlatformState  # noqa: E402
 from schemas.events import PLATFORM_ACCOUNT, ClockTick, PlatformOutage, parse_event  # noqa: E402
-from streams.generate import generate, to_jsonl_bytes  # noqa: E402
+from streams.generators.generate import generate, to_jsonl_bytes  # noqa: E402
 
 START = datetime.fromisoformat("2026-11-01T00:00:00+08:00")
 _UNSCHEDULED = object()
@@ -138,7 +138,7 @@ def run(lines: list[bytes], engine: Engine) -> dict:
     n_input = n_ticks = n_other = evaluations = 0
 
     def schedule(account_id: str, when: datetime | None) -> None:
-        # Keyed on epoch seconds, as streams/processor.py keys its wakeup index; stale entries are skipped.
+        # Keyed on epoch seconds, as streams/runtime/processor.py keys its wakeup index; stale entries are skipped.
         key = None if when is None else when.timestamp()
         if wake.get(account_id, _UNSCHEDULED) != key:
             wake[account_id] = key
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rules", default=str(ROOT / "rules" / "default.yaml"))
     parser.add_argument("--gc-threshold", metavar="G0[,G1[,G2]]",
                         help="gc.set_threshold for the timed loop, e.g. 700,10,10 for Python's own "
-                             "(default: the worker's, streams.worker.WORKER_GC_THRESHOLD)")
+                             "(default: the worker's, streams.runtime.worker.WORKER_GC_THRESHOLD)")
     parser.add_argument("--profile", action="store_true", help="run under cProfile; print the top 25 by tottime")
     args = parser.parse_args(argv)
     if args.events < 1 or args.accounts < 1:
@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.gc_threshold:
         gc.set_threshold(*(int(part) for part in args.gc_threshold.split(",")))
     else:
-        from streams.worker import WORKER_GC_THRESHOLD
+        from streams.runtime.worker import WORKER_GC_THRESHOLD
 
         gc.set_threshold(*WORKER_GC_THRESHOLD)
     if args.profile:

@@ -3,7 +3,7 @@
     .venv/bin/python bench/live.py                 # full size, about 10 minutes here
     .venv/bin/python bench/live.py --quick         # small sizes, a smoke test (tests/live/test_bench_live.py)
 
-One broker, one generated event file (streams.generate, 10,000 accounts over 60 days, seed 5) pre-filled on 4
+One broker, one generated event file (streams.generators.generate, 10,000 accounts over 60 days, seed 5) pre-filled on 4
 partitions of the input topics (murmur2, as `dunning publish` sends), and then, in this order: (a) the raw
 aiokafka ceiling, (b) the engine in a plain aiokafka loop, (c) a naive Faust agent, (d) `dunning worker`, one
 process and then two in one group; (g) the bytes (d)'s single worker wrote to its accounts changelog; (e) the
@@ -38,10 +38,10 @@ from broker import TABLES, Broker, Run, changelog
 from failover import run_failover
 from procs import start_naive_agent, start_worker, timed
 from states import simulate, state_sizes
-from streams.generate import generate, to_jsonl_bytes
-from streams.settings import Settings
-from streams.topics import ensure_topics
-from streams.worker import WORKER_GC_THRESHOLD
+from streams.generators.generate import generate, to_jsonl_bytes
+from streams.runtime.settings import Settings
+from streams.runtime.topics import ensure_topics
+from streams.runtime.worker import WORKER_GC_THRESHOLD
 from sweep import Plan, run_sweep
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,7 +70,8 @@ def log(message: str, since: float) -> None:
     print(f"[{time.perf_counter() - since:6.0f} s] {message}", file=sys.stderr, flush=True)
 
 
-async def measure(sizes: Sizes, bootstrap: str, workdir: Path, began: float, profile: Path | None) -> dict:
+async def measure(sizes: Sizes, bootstrap: str, workdir: Path, began: float, profile: Path | None,
+                  throughput_only: bool = False) -> dict:
     run = Run(bootstrap, sizes.partitions)
     lines = to_jsonl_bytes(generate(sizes.accounts, sizes.days, START, sizes.seed))
     (workdir / "events.jsonl").write_bytes(b"".join(lines))
@@ -122,6 +123,8 @@ async def measure(sizes: Sizes, bootstrap: str, workdir: Path, began: float, pro
                 "input_mean_bytes": result["workload"]["input_mean_bytes"],
                 "ratio": round(size / total / result["workload"]["input_mean_bytes"], 2)}
             log(f"changelog: {size / 1e6:,.1f} MB in {records:,} records", began)
+            if throughput_only:
+                return result
 
             plan = await sweeps(broker, run, sizes, lines, workdir, began, result)
             result["failover"] = []
@@ -189,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--million", action="store_true",
                         help="only the clock sweep and restore, at 10k and 1M accounts (about 15 minutes): "
                              "<results>/<date>-million.json; with --profile, py-spy on each worker's restore and ticks")
+    parser.add_argument("--throughput", action="store_true",
+                        help="only (a)-(d) and (g), full size (about 3 minutes): <results>/<date>-throughput.json")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else MILLION if args.million else FULL
     gc.set_threshold(*WORKER_GC_THRESHOLD)  # the worker's, for (a) and (b) in this process
@@ -198,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     began, now = time.perf_counter(), datetime.now(timezone.utc)
     workdir = Path(tempfile.mkdtemp(prefix="dunning-bench-"))
     load = os.getloadavg()[0]
-    stem = args.results / f"{now:%Y-%m-%d}{'-million' if args.million else ''}"
+    stem = args.results / f"{now:%Y-%m-%d}{'-million' if args.million else '-throughput' if args.throughput else ''}"
     args.results.mkdir(parents=True, exist_ok=True)
     try:
         if args.million:
@@ -206,13 +211,14 @@ def main(argv: list[str] | None = None) -> int:
                                                  stem if args.profile else None))
         else:
             result = asyncio.run(measure(sizes, args.bootstrap, workdir, began,
-                                         stem.with_name(f"{stem.name}-worker.pyspy.txt") if args.profile else None))
+                                         stem.with_name(f"{stem.name}-worker.pyspy.txt") if args.profile else None,
+                                         args.throughput))
     except BaseException:
         print(f"bench: failed; the logs are in {workdir}", file=sys.stderr)
         raise
     shutil.rmtree(workdir)
     changed = git("status", "--porcelain", "--untracked-files=no", "--", "rules", "schemas", "streams")
-    mode = "quick" if args.quick else "million" if args.million else "full"
+    mode = "quick" if args.quick else "million" if args.million else "throughput" if args.throughput else "full"
     result = {"bench": "live", "mode": mode, "utc": now.isoformat(timespec="seconds"),
               "commit": git("rev-parse", "--short", "HEAD") + ("+changes" if changed else ""),
               "python": platform.python_version(), "cpu": cpu_name(), "cores": os.cpu_count(),
@@ -226,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     result["targets"] = report.targets(result)
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    if args.throughput:
+        print(report.summary(result))
+        print(f"\nwrote {stem}.json")
+        return 0
     report.chart(result, stem.with_suffix(".png"))
     print(report.summary(result))
     print(f"\nwrote {stem}.json and {stem}.png")

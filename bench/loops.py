@@ -17,7 +17,7 @@ from rules.engine import Engine
 from rules.loader import load_ruleset
 from rules.simulator import Simulation
 from schemas.events import parse_event
-from streams.settings import DEFAULT_RULES, Settings
+from streams.runtime.settings import DEFAULT_RULES, Settings
 
 
 def raw_ceiling() -> Callable[[bytes], None]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from aiokafka import TopicPartition
 
 from broker import Broker, wait_until, worker_env
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 DUNNING = Path(sys.executable).with_name("dunning")

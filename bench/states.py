@@ -1,5 +1,5 @@
 """Offline parts of bench/live.py: the simulator run with the worker's hourly clock, the account states it ends
-with as the worker stores them (streams.processor.encode_account), and (h) their sizes."""
+with as the worker stores them (streams.runtime.processor.encode_account), and (h) their sizes."""
 from __future__ import annotations
 
 import math
@@ -11,9 +11,9 @@ from rules.engine import Engine
 from rules.loader import load_ruleset
 from rules.simulator import Simulation
 from schemas.events import parse_event
-from streams.generate import generate, to_jsonl_bytes
-from streams.processor import encode_account, partition_for
-from streams.settings import DEFAULT_RULES
+from streams.generators.generate import generate, to_jsonl_bytes
+from streams.runtime.processor import encode_account, partition_for
+from streams.runtime.settings import DEFAULT_RULES
 
 TICK = timedelta(hours=1)  # the worker's default clock (DUNNING_TICK_INTERVAL)
 

@@ -31,9 +31,9 @@ from rules.simulator import Simulation
 from rules.state import dump_platform
 from schemas.events import tick
 from states import stored, wakeup
-from streams.processor import partition_for
-from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.runtime.processor import partition_for
+from streams.runtime.settings import Settings
+from streams.runtime.topics import ensure_topics
 
 DAY = 86_400
 

@@ -12,8 +12,8 @@ import pytest
 from rules.policy import PolicyEngine, load_policy
 from rules.simulator import Simulation
 from schemas.events import parse_event
-from streams.cli import main
-from streams.generate import generate, to_jsonl_bytes
+from streams.tools.cli import main
+from streams.generators.generate import generate, to_jsonl_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 OLD, NEW = REPO / "rules" / "default.yaml", REPO / "rules" / "examples" / "challenger-earlier.yaml"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rules.loader import load_ruleset
-from streams.cli import main
+from streams.tools.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = REPO / "tests" / "scenarios" / "01-stages-standard" / "events.jsonl"

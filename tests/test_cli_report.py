@@ -1,4 +1,4 @@
-"""`dunning report` on a generated stream whose customers answer contacts (streams/respond.py): the challenger,
+"""`dunning report` on a generated stream whose customers answer contacts (streams/generators/respond.py): the challenger,
 built to contact earlier and more, cures more, and the report says so with an interval."""
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 
 from rules.policy import PolicyEngine, load_policy
 from schemas.events import parse_event
-from streams.cli import main
-from streams.generate import generate, to_jsonl_bytes
-from streams.respond import respond
+from streams.tools.cli import main
+from streams.generators.generate import generate, to_jsonl_bytes
+from streams.generators.respond import respond
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = REPO / "rules" / "examples" / "experiment.yaml"

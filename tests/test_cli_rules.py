@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.cli import main
+from streams.tools.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = [REPO / "rules" / "default.yaml", *sorted((REPO / "rules" / "examples").glob("*.yaml"))]
@@ -119,7 +119,7 @@ def test_no_files_is_a_usage_error(capsys):
 def test_real_command_line(tmp_path):
     good = write(tmp_path, "good.yaml", VALID)
     bad = write(tmp_path, "bad.yaml", INVALID)
-    command = [sys.executable, "-m", "streams.cli", "rules", "check"]
+    command = [sys.executable, "-m", "streams.tools.cli", "rules", "check"]
 
     ok = subprocess.run([*command, str(good)], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert (ok.returncode, ok.stderr) == (0, "")

@@ -14,8 +14,8 @@ from rules.loader import load_ruleset
 from rules.simulator import Simulation
 from schemas.events import parse_event
 from schemas.export import SCHEMA_DIR
-from streams.cli import main
-from streams.generate import generate, to_jsonl_bytes
+from streams.tools.cli import main
+from streams.generators.generate import generate, to_jsonl_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RULES = str(REPO / "rules" / "default.yaml")
@@ -95,7 +95,7 @@ def test_a_bad_ruleset_stops_simulate_with_the_checker_message(tmp_path, capsys)
 
 def test_the_installed_console_script_runs(tmp_path):
     events = write_events(tmp_path)
-    result = subprocess.run([sys.executable, "-m", "streams.cli", "simulate", "--rules", DEFAULT_RULES, "--events",
+    result = subprocess.run([sys.executable, "-m", "streams.tools.cli", "simulate", "--rules", DEFAULT_RULES, "--events",
                              str(events), "--tick", "30m", "--until", "2026-10-06T00:00:00+08:00"],
                             capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr

@@ -28,7 +28,7 @@ import pytest
 import yaml
 from test_observability_files import promtool  # the alert files' own tests live there
 
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = "docker-compose.yml"
@@ -790,7 +790,7 @@ def test_dockerignore_matching() -> None:
     assert dockerignored(patterns, "dunning_stream.egg-info/PKG-INFO")
     assert dockerignored(patterns, "__pycache__/a.pyc") and dockerignored(patterns, "streams/__pycache__/a.pyc")
     assert dockerignored(patterns, "docs/x.md") and not dockerignored(patterns, "docs/keep.md")
-    assert not dockerignored(patterns, "streams/cli.py")
+    assert not dockerignored(patterns, "streams/tools/cli.py")
 
 
 def test_port_and_volume_syntax() -> None:

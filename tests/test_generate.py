@@ -16,7 +16,7 @@ from rules.loader import load_ruleset
 from rules.simulator import Simulation
 from schemas.events import EVENT_TYPES, PLATFORM_ACCOUNT, parse_event
 from schemas.notices import RECEIPT_TYPES
-from streams.generate import generate, main, to_jsonl_bytes
+from streams.generators.generate import generate, main, to_jsonl_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 START = datetime.fromisoformat("2026-11-01T00:00:00+08:00")

@@ -15,8 +15,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from streams.app import LIVENESS_PATH, READINESS_PATH
-from streams.settings import Settings
+from streams.runtime.app import LIVENESS_PATH, READINESS_PATH
+from streams.runtime.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 MANIFESTS = sorted((REPO / "deploy" / "kubernetes").glob("*.yaml"))

@@ -40,7 +40,7 @@ BAD_DEBT_TESTS = REPO / "deploy/prometheus/bad_debt_test.yml"
 COMPOSE = REPO / "docker-compose.yml"
 WORKER_JOB = "dunning-worker"
 
-# The worker's metrics and their labels: the contract between streams/metrics.py and these files.
+# The worker's metrics and their labels: the contract between streams/runtime/metrics.py and these files.
 LABELS: dict[str, set[str]] = {
     "dunning_portfolio_accounts_open": {"currency"},
     "dunning_portfolio_accounts_overdue": {"currency"},
@@ -476,9 +476,9 @@ def test_promtool_test_rules() -> None:
 
 
 def test_metric_contract_matches_the_worker() -> None:
-    """LABELS above is what streams/metrics.py exports: the same names, and the same labels where visible."""
+    """LABELS above is what streams/runtime/metrics.py exports: the same names, and the same labels where visible."""
     pytest.importorskip("prometheus_client", reason="the runtime extra is not installed")
-    from streams.metrics import WorkerMetrics
+    from streams.runtime.metrics import WorkerMetrics
 
     worker = WorkerMetrics("v-test", lambda: {"CNY": {}}, marks=lambda: {"restriction:freeze_credit": 1},
                            stores=lambda: {"accounts": []})
@@ -694,7 +694,7 @@ def test_render_tool_samples_the_simulators_run(tmp_path: Path) -> None:
     from rules.loader import load_ruleset
     from rules.simulator import Simulation
     from schemas.events import parse_event
-    from streams.generate import generate, to_jsonl_bytes
+    from streams.generators.generate import generate, to_jsonl_bytes
 
     tool = load_render_tool()
     start, days, every = datetime.fromisoformat("2026-11-01T00:00:00+08:00"), 40, timedelta(hours=3)

@@ -36,7 +36,7 @@ from rules.loader import load_ruleset  # noqa: E402
 from rules.simulator import Simulation  # noqa: E402
 from schemas.events import InputEvent, parse_event, tick  # noqa: E402
 from schemas.notices import NOTICE_KINDS  # noqa: E402
-from streams.generate import generate, to_jsonl_bytes  # noqa: E402
+from streams.generators.generate import generate, to_jsonl_bytes  # noqa: E402
 
 # The dashboard's aging colours (Grafana's named colours, as hex).
 BUCKET_COLOURS = {"current": "#73BF69", "1-30": "#FADE2A", "31-60": "#FF9830", "61-90": "#F2495C",

@@ -23,6 +23,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+import yaml
+
 from rules.engine import Engine
 from rules.loader import load_ruleset
 from rules.simulator import Simulation, with_ticks
@@ -30,10 +32,10 @@ from rules.state import AccountState, dump_account
 from schemas.events import PLATFORM_ACCOUNT, InputEvent, parse_event, tick
 from schemas.export import SCHEMA_DIR
 from schemas.notices import Notice
-from streams.audit_check import Report, check_broker
-from streams.generate import generate, to_jsonl_bytes
-from streams.live import group_caught_up, trail_differences, trails
-from streams.settings import DEFAULT_RULES, Settings, TopicNames
+from streams.tools.audit_check import Report, check_broker
+from streams.generators.generate import generate, to_jsonl_bytes
+from streams.tools.live import group_caught_up, trail_differences, trails
+from streams.runtime.settings import DEFAULT_RULES, Settings, TopicNames
 
 REPO = Path(__file__).resolve().parents[2]
 KCAT = shutil.which("kcat") or shutil.which("kafkacat")
@@ -479,7 +481,7 @@ WORKLOAD_START = datetime.fromisoformat("2026-11-01T09:00:00+08:00")
 
 
 def generated(accounts: int, days: int, seed: int) -> list[Item]:
-    """A generated billing stream (streams.generate) from WORKLOAD_START, as items to publish."""
+    """A generated billing stream (streams.generators.generate) from WORKLOAD_START, as items to publish."""
     return items_from_lines(to_jsonl_bytes(generate(accounts, days, WORKLOAD_START, seed)))
 
 
@@ -579,7 +581,7 @@ def state_diff(live: AccountState, expected: AccountState) -> str:
 
 def stored_accounts(kcat: Kcat, namespace: Namespace) -> dict[str, AccountState]:
     """The state each account ended with, as the workers stored it: the last value in the changelog."""
-    from streams.processor import decode_account
+    from streams.runtime.processor import decode_account
 
     stored = {}
     for key, value in kcat.consume_records(namespace.changelog):
@@ -653,3 +655,52 @@ def audit_check(namespace: Namespace, expected: list[Notice] | None) -> Report:
     print(report.render())
     assert report.ok, report.render()
     return report
+
+
+# --------------------------------------------------------------------------------------------- scenario files live
+
+SCENARIOS = REPO / "tests" / "scenarios"
+sys.path.insert(0, str(SCENARIOS))
+from test_scenarios import audited, expected_lines  # noqa: E402
+from test_scenarios import describe as described  # noqa: E402
+
+
+@dataclass
+class ScenarioFile:
+    """One folder of the scenario suite: its events (ticks it carries included), end and accounts."""
+
+    folder: str
+    items: list[Item]
+    until: datetime
+    accounts: set[str]
+
+    @classmethod
+    def read(cls, folder: str) -> "ScenarioFile":
+        items = items_from_lines((SCENARIOS / folder / "events.jsonl").read_bytes().splitlines())
+        until = datetime.fromisoformat(str(yaml.safe_load((SCENARIOS / folder / "scenario.yaml").read_text())["until"]))
+        return cls(folder, items, until, {item.event.account_id for item in items} - {PLATFORM_ACCOUNT})
+
+
+def check_oracle(oracle: Simulation, files: Iterable[ScenarioFile]) -> None:
+    """The simulation of several scenario files together gives each file's own expected notices (and audit.txt's
+    lines, where it has one) up to its end: the files share no account, so the live run of all of them at once is
+    checked against the scenario suite too."""
+    notices = oracle.sorted_notices()
+    for file in files:
+        folder = SCENARIOS / file.folder
+        mine = [described(n) for n in notices if n.account_id in file.accounts and n.issued_at <= file.until]
+        assert mine == expected_lines(folder), file.folder
+        if (folder / "audit.txt").exists():
+            lines = [audited(r) for r in oracle.audit if r.account_id in file.accounts and r.at <= file.until]
+            assert [line for line in lines if line] == expected_lines(folder, "audit.txt"), file.folder
+
+
+def compare_with_oracle(kcat: Kcat, namespace: Namespace, oracle: Simulation) -> list[Notice]:
+    """What the workers sent and stored is the simulator's: notices (each on its kind's topic), no dead letter,
+    each account's audit trail line for line, and the states in the changelog. Returns the live notices."""
+    live = kcat.notices()
+    compare_notices(live, oracle.notices)
+    assert kcat.consume(namespace.topics.dead_letter) == []
+    compare_audit(kcat.audit(), oracle)
+    compare_states(stored_accounts(kcat, namespace), oracle.accounts)
+    return live

@@ -9,7 +9,7 @@ import pytest
 from livekit import compare_notices, items_from_lines, simulate
 
 from schemas.deadletter import DeadLetter
-from streams.processor import partition_for
+from streams.runtime.processor import partition_for
 
 pytestmark = pytest.mark.broker
 

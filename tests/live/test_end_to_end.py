@@ -22,7 +22,7 @@ from livekit import (
 )
 
 from schemas.events import parse_event
-from streams.processor import partition_for
+from streams.runtime.processor import partition_for
 
 pytestmark = pytest.mark.broker
 

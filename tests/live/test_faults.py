@@ -40,7 +40,7 @@ from rules.engine import Engine
 from rules.loader import load_ruleset
 from rules.simulator import Simulation
 from schemas.notices import Notice
-from streams.settings import DEFAULT_RULES
+from streams.runtime.settings import DEFAULT_RULES
 
 pytestmark = pytest.mark.broker
 

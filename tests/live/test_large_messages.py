@@ -11,7 +11,7 @@ import pytest
 from livekit import eventually, get
 
 from schemas.deadletter import DeadLetter
-from streams.app import BATCH_FAILED
+from streams.runtime.app import BATCH_FAILED
 
 pytestmark = pytest.mark.broker
 

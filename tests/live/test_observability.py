@@ -13,7 +13,7 @@ import pytest
 
 from livekit import DUNNING, REPO, eventually, free_port, get, items_from_lines, phases, schedule, \
     simulate_in_order, wait_assignment
-from streams.processor import partition_for
+from streams.runtime.processor import partition_for
 
 pytestmark = pytest.mark.broker
 PROMETHEUS = shutil.which("prometheus")

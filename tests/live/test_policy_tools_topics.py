@@ -11,8 +11,8 @@ import pytest
 from livekit import DUNNING, REPO, eventually
 
 from schemas.events import parse_event
-from streams.generate import generate, to_jsonl_bytes
-from streams.topics import ensure_topics
+from streams.generators.generate import generate, to_jsonl_bytes
+from streams.runtime.topics import ensure_topics
 
 pytestmark = pytest.mark.broker
 
@@ -21,7 +21,7 @@ START = datetime.fromisoformat("2026-11-01T00:00:00+08:00")
 
 async def readable(namespace, counts: dict[str, int]) -> bool:
     """Whether every topic reads back what was produced to it (new topics can answer empty at first)."""
-    from streams.audit_check import read_topic
+    from streams.tools.audit_check import read_topic
 
     options = namespace.settings.kafka_client_options()
     try:

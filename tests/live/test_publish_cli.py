@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from livekit import DUNNING, REPO, WORKLOAD_START, compare_notices, items_from_lines, simulate
 
-from streams.generate import generate, to_jsonl_bytes
+from streams.generators.generate import generate, to_jsonl_bytes
 
 pytestmark = pytest.mark.broker
 

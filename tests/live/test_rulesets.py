@@ -26,8 +26,8 @@ from livekit import (
 
 from rules.policy import PolicyEngine, Schedule, load_policy
 from rules.simulator import Simulation
-from streams.audit_check import check_broker
-from streams.processor import partition_for
+from streams.tools.audit_check import check_broker
+from streams.runtime.processor import partition_for
 
 pytestmark = pytest.mark.broker
 

@@ -20,7 +20,7 @@ from livekit import (
     wait_assignment,
 )
 
-from streams.processor import partition_for
+from streams.runtime.processor import partition_for
 
 pytestmark = pytest.mark.broker
 

@@ -19,8 +19,8 @@ from livekit import WORKLOAD_START, audit_check, eventually, get
 
 from rules.simulator import with_ticks
 from schemas.events import parse_event
-from streams.generate import generate, to_jsonl_bytes
-from streams.processor import partition_for
+from streams.generators.generate import generate, to_jsonl_bytes
+from streams.runtime.processor import partition_for
 
 pytestmark = pytest.mark.broker
 

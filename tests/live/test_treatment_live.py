@@ -3,28 +3,12 @@ together per ruleset with hourly ticks to one worker, give the simulator's notic
 dunning.decisions), audit trail and states; and the simulator's are the scenario files' expected lines."""
 from __future__ import annotations
 
-import sys
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
-import yaml
-from livekit import (
-    REPO,
-    compare_audit,
-    compare_notices,
-    compare_states,
-    items_from_lines,
-    phases,
-    schedule,
-    simulate,
-    stored_accounts,
-)
+from livekit import REPO, ScenarioFile, check_oracle, compare_with_oracle, phases, schedule, simulate
 
 pytestmark = pytest.mark.broker
-
-SCENARIOS = REPO / "tests" / "scenarios"
-sys.path.insert(0, str(SCENARIOS))
-from test_scenarios import describe, expected_lines  # noqa: E402
 
 GROUPS = {  # by the ruleset the worker runs
     "default": ("rules/default.yaml", ("40-breathing-space", "42-do-not-dun", "43-deceased", "44-bankruptcy",
@@ -43,32 +27,19 @@ GROUPS = {  # by the ruleset the worker runs
 def test_flag_restriction_and_statement_scenarios_live(group, namespace, workers, kcat, probe, publisher):
     rules, folders = GROUPS[group]
     rules = REPO / rules
-    items, until, accounts = [], {}, {}
-    for folder in folders:
-        # The ticks a scenario file carries (a redelivered one) are the schedule's own: the schedule sends them.
-        events = [item for item in items_from_lines((SCENARIOS / folder / "events.jsonl").read_bytes().splitlines())
-                  if item.event.type != "clock.tick"]
-        accounts[folder] = {item.event.account_id for item in events}
-        until[folder] = datetime.fromisoformat(
-            str(yaml.safe_load((SCENARIOS / folder / "scenario.yaml").read_text())["until"]))
-        items += events
+    files = [ScenarioFile.read(folder) for folder in folders]
+    # The ticks a scenario file carries (a redelivered one) are the schedule's own: the schedule sends them.
+    items = [item for file in files for item in file.items if item.event.type != "clock.tick"]
     # Ticks fall on whole hours in every scenario, so one hourly schedule serves them all.
     items.sort(key=lambda item: item.event.occurred_at)
-    last = max(until.values())
+    last = max(file.until for file in files)
     oracle = simulate(items, timedelta(hours=1), last, rules=rules)
-    for folder, mine in accounts.items():  # the oracle is each scenario's own simulation, up to its end
-        mine = [describe(n) for n in oracle.sorted_notices()
-                if n.account_id in mine and n.issued_at <= until[folder]]
-        assert mine == expected_lines(SCENARIOS / folder), folder
+    check_oracle(oracle, files)
 
     worker = workers("w1", start=False)
     worker.env["DUNNING_RULES"] = str(rules)
     worker.start()
     publisher.run(phases(schedule(items, timedelta(hours=1), last), namespace.topics), [worker])
-    live = kcat.notices()
-    compare_notices(live, oracle.notices)
+    live = compare_with_oracle(kcat, namespace, oracle)
     if group == "credit-line":
         assert {n.restriction.state for n in live if n.kind == "restriction"} == {"applied", "lifted"}
-    assert kcat.consume(namespace.topics.dead_letter) == []
-    compare_audit(kcat.audit(), oracle)
-    compare_states(stored_accounts(kcat, namespace), oracle.accounts)

@@ -115,7 +115,7 @@ def test_delivery_and_contact_rates_come_from_the_receipts_in_the_trail():
     assert day_1.delivery_rate == 2 / 8 and (day_1.reached, day_1.episodes) == (2, 3)
     everyone = result.variants["(none)"]
     assert everyone.delivered == 3 and everyone.reached == 2  # B1's due-soon receipt came before its episode
-    from streams.report import render
+    from streams.tools.report import render
 
     table = render(result).split("delivery (receipts from the notification services)\n")[1]
     assert ["overdue-day-1", "8", "2", "6", "25.0%", "66.7%", "of", "3"] in [row.split() for row in table.splitlines()]

@@ -11,7 +11,7 @@ import pytest
 from rules.engine.holds import days_past
 from rules.loader import RulesetError, parse_ruleset
 from rules.state import Hold
-from streams.explain import account_report
+from streams.runtime.explain import account_report
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 sys.path.insert(0, str(SCENARIOS))

@@ -13,7 +13,7 @@ from rules.simulator import Simulation
 from schemas.audit import AuditRecord
 from schemas.events import parse_event
 from schemas.notices import Notice
-from streams.args import duration
+from streams.tools.args import duration
 
 HERE = Path(__file__).parent
 REPO = HERE.parent.parent

@@ -33,8 +33,8 @@ from rules.engine import Engine
 from rules.loader import load_ruleset
 from schemas.events import PLATFORM_ACCOUNT, parse_event
 from schemas.types import CURRENCY_PATTERN, DECIMAL_PATTERN, ID_MAX_LENGTH, MAX_IDS
-from streams.processor import Processor, Source, partition_for
-from streams.settings import TopicNames
+from streams.runtime.processor import Processor, Source, partition_for
+from streams.runtime.settings import TopicNames
 
 REPO = Path(__file__).resolve().parents[2]
 TOPICS = TopicNames()

@@ -9,7 +9,7 @@ import pytest
 
 from schemas import export
 from schemas.events import EVENT_TYPES
-from streams.cli import main
+from streams.tools.cli import main
 
 
 @pytest.fixture

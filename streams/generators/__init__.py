@@ -1,0 +1,1 @@
+"""Synthetic billing: the event generator, the demo, and the stand-in for the collectors who answer."""

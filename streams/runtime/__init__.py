@@ -1,0 +1,1 @@
+"""The worker: the Faust app and its edge with Faust's consumer and stores, the processor, settings, topics, metrics, the rulesets feed, and the account view the web server and `dunning explain` share."""
