@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from schemas.types import by_weekday
+
 _DURATION = re.compile(r"^([1-9][0-9]*)([mhd])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
@@ -68,20 +70,6 @@ class ContactWindow(_Strict):
         return local >= self.start or local < self.end
 
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def _weekdays(written: str) -> list[int]:
-    """mon, or a range mon-fri (Monday is 0, as date.weekday())."""
-    first, _, last = written.partition("-")
-    if first not in WEEKDAYS or (last and last not in WEEKDAYS):
-        raise ValueError(f"{written!r} is not a weekday ({', '.join(WEEKDAYS)}) or a range of them such as mon-fri")
-    low, high = WEEKDAYS.index(first), WEEKDAYS.index(last or first)
-    if high < low:
-        raise ValueError(f"{written!r}: the range runs backwards")
-    return list(range(low, high + 1))
-
-
 class ChannelPolicy(_Strict):
     """One channel's own contact policy, on top of the account-wide window and limits. `window` per weekday (a day
     or a range: mon-fri, sat); a day it does not name has no contact on this channel. Caps count our sends and
@@ -103,17 +91,10 @@ class ChannelPolicy(_Strict):
     @model_validator(mode="after")
     def _days(self) -> "ChannelPolicy":
         if self.window is not None:
-            days: list[ContactWindow | None] = [None] * 7
-            for written, hours in self.window.items():
-                try:
-                    numbers = _weekdays(written)
-                except ValueError as exc:
-                    raise ValueError(f"window.{written}: {exc}") from None
-                for day in numbers:
-                    if days[day] is not None:
-                        raise ValueError(f"window.{written}: {WEEKDAYS[day]} is named twice")
-                    days[day] = hours
-            self._by_weekday = tuple(days)
+            try:
+                self._by_weekday = by_weekday(self.window)
+            except ValueError as exc:
+                raise ValueError(f"window.{exc}") from None
         return self
 
     def window_on(self, weekday: int) -> ContactWindow | None:

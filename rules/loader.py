@@ -131,9 +131,7 @@ def _describe(error: dict[str, Any], document: _Document, source: str, within: L
     where = f"{source}:{line}" if line else source
     rule = label
     if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
-        data = document.data
-        for key in within:
-            data = data.get(key) if isinstance(data, dict) else None
+        data = at_location(document.data, within)
         rules = data.get("rules") if isinstance(data, dict) else None
         entry = rules[loc[1]] if isinstance(rules, list) and loc[1] < len(rules) else None
         rule_id = entry.get("id") if isinstance(entry, dict) else None
@@ -150,20 +148,30 @@ def parse_ruleset(text: str, source: str = "<rules>", read: Callable[[str], str]
     document = _parse(text, source)
     if not isinstance(document.data, dict):
         raise RulesetError([f"{source}: a ruleset is a mapping with version, defaults and rules"])
-    _read_calendar(document, source, read)
+    read_calendar(document, source, read)
     try:
         return Ruleset.model_validate(document.data)
     except ValidationError as exc:
         raise RulesetError([_describe(error, document, source) for error in exc.errors()]) from None
 
 
-def _read_calendar(document: _Document, source: str, read: Callable[[str], str] | None) -> None:
-    """A blackout calendar file's dates, one YYYY-MM-DD a line (# comments), added to blackout.dates."""
-    blackout = document.data.get("blackout")
+def at_location(data: Any, within: Location) -> Any:
+    """The value at `within` in a parsed document (None where it is not there)."""
+    for key in within:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
+
+
+def read_calendar(document: _Document, source: str, read: Callable[[str], str] | None,
+                  within: Location = ()) -> None:
+    """A blackout calendar file's dates, one YYYY-MM-DD a line (# comments), added to blackout.dates of the ruleset
+    at `within` (an experiment's inline variant; the whole document by default)."""
+    ruleset = at_location(document.data, within)
+    blackout = ruleset.get("blackout") if isinstance(ruleset, dict) else None
     name = blackout.get("calendar") if isinstance(blackout, dict) else None
     if not isinstance(name, str):
         return  # none, or not a file name: the model says what is wrong
-    where = f"{source}:{document.lines.get(('blackout', 'calendar'))}"
+    where = f"{source}:{document.lines.get((*within, 'blackout', 'calendar'))}"
     try:
         if read is None:
             raise KeyError(name)

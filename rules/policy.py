@@ -25,7 +25,7 @@ from typing import Any, Callable
 from pydantic import Field, ValidationError, model_validator
 
 from rules.engine import Engine, Outcome
-from rules.loader import RulesetError, _describe, _parse, parse_ruleset, read_rules_file
+from rules.loader import RulesetError, _describe, _parse, at_location, parse_ruleset, read_calendar, read_rules_file
 from rules.model import Ruleset, _Strict
 from rules.state import AccountState, PlatformState
 from schemas.events import InputEvent
@@ -131,9 +131,10 @@ def parse_policy(text: str, source: str, read: Callable[[str], str]) -> Policy:
                                        ) from None
                 ruleset = parse_ruleset(sources[variant.rules], str(Path(source).parent / variant.rules),
                                         beside(variant.rules))
-            else:
+            else:  # inline: its calendar is read beside the policy file, and published with it
+                read_calendar(document, source, beside(""), within)
                 try:
-                    ruleset = Ruleset.model_validate(variant.rules)
+                    ruleset = Ruleset.model_validate(at_location(document.data, within))
                 except ValidationError as exc:
                     raise RulesetError([_describe(error, document, source, within, f" variant {name!r}:")
                                         for error in exc.errors()]) from None

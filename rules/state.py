@@ -213,6 +213,9 @@ class AccountState:
     # layout 3: contacts collectors and agencies recorded (contact.recorded)
     conversation_at: datetime | None = None  # the latest right-party conversation
     ceased: str | None = None  # cease_requested or attorney_represented: no more direct contact
+    # layout 4: the hours the customer asked to be contacted in (account.updated contact_hours), per channel ("*":
+    # every channel without its own): seven days, Monday first, each [] (no contact) or [start, end] in minutes
+    contact_hours: dict[str, list[list[int]]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -264,11 +267,17 @@ def _from_layout_2(stored: list[Any]) -> list[Any]:
     return stored + treatment + [[], [], {}, None, None]
 
 
-# Version 3 of the stored layout (3: flags, holds, restrictions, statements, behaviour, delivery receipts and
-# contacts; 2: settlements and write-offs; 1 and 2 are read and upgraded); a change of fields gets a new version
-# (see rules.codec).
-_account_codec: Codec[AccountState] = Codec(AccountState, 3, upgrades={
-    1: lambda stored: _from_layout_2(_from_layout_1(stored)), 2: _from_layout_2})
+def _from_layout_3(stored: list[Any]) -> list[Any]:
+    """Layout 3 had no customer's contact hours."""
+    return stored + [{}]
+
+
+# Version 4 of the stored layout (4: a customer's contact hours; 3: flags, holds, restrictions, statements,
+# behaviour, delivery receipts and contacts; 2: settlements and write-offs; 1 to 3 are read and upgraded); a change
+# of fields gets a new version (see rules.codec).
+_account_codec: Codec[AccountState] = Codec(AccountState, 4, upgrades={
+    1: lambda stored: _from_layout_3(_from_layout_2(_from_layout_1(stored))),
+    2: lambda stored: _from_layout_3(_from_layout_2(stored)), 3: _from_layout_3})
 _platform_codec: Codec[PlatformState] = Codec(PlatformState, 1)
 
 

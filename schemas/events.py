@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator,
+                      model_validator)
 
-from schemas.types import (MAX_IDS, Amount, Currency, Day, Id, PositiveAmount, TimeZoneName, Timestamp, error_path,
-                           readable)
+from schemas.types import (MAX_IDS, Amount, ClockTime, Currency, Day, Id, PositiveAmount, TimeZoneName, Timestamp,
+                           Weekdays, by_weekday, error_path, readable)
 
 FailureReason = Literal["insufficient_funds", "invalid_payment_method", "system_error", "other"]
 RiskTier = Literal["low", "standard", "high"]
@@ -160,6 +161,28 @@ class DebtWrittenOff(Envelope):
     reason: WriteOffReason
 
 
+class Hours(BaseModel):
+    """Local hours of a day, from start up to an end after it (within the one day)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: ClockTime
+    end: ClockTime
+
+
+def _one_week(days: dict[str, Hours]) -> dict[str, Hours]:
+    by_weekday(days)  # each day named once, ranges forwards
+    for written, hours in days.items():
+        if hours.end <= hours.start:  # "HH:MM" compares as times do
+            raise ValueError(f"{written}: end {hours.end} is not after start {hours.start}")
+    return days
+
+
+WeekHours = Annotated[dict[Weekdays, Hours], Field(min_length=1, max_length=7,
+                                                   json_schema_extra={"additionalProperties": False}),
+                      AfterValidator(_one_week)]
+
+
 class AccountUpdated(Envelope):
     type: Literal["account.updated"]
     risk_tier: RiskTier | None = None
@@ -169,6 +192,10 @@ class AccountUpdated(Envelope):
     opted_out_channels: list[Id] | None = Field(default=None, max_length=MAX_IDS)
     score: int | None = Field(default=None, ge=0, le=1000, strict=True,
                               description="a credit or behaviour score from billing or a risk system (0-1000)")
+    contact_hours: dict[Id, WeekHours] | None = Field(
+        default=None, max_length=20, description="when the customer asked to be contacted (FCA CONC 7.9.4), per "
+        "channel, \"*\" for every channel without its own: weekdays or ranges (mon-fri, sat) to local hours; a day "
+        "not named has no contact. They narrow the ruleset's windows, never widen them; {} drops the request")
 
 
 class AccountFlagged(Envelope):

@@ -67,10 +67,11 @@ class Trigger(_Contract):
     event_id: str
     at: Timestamp
     # delivery_failed: sent again after its first send failed; retry: waited for the retry delay; channel_window,
-    # channel_limits: the channel's own; blackout: a blackout day; quiet_period: after a right-party conversation
-    # (README, Contact rules)
+    # channel_limits: the channel's own; blackout: a blackout day; quiet_period: after a right-party conversation;
+    # customer_hours: the hours the customer asked to be contacted in (README, Contact rules)
     deferred_by: list[Literal["contact_window", "limits", "delivery_failed", "retry", "channel_window",
-                              "channel_limits", "blackout", "quiet_period"]] = Field(default_factory=list)
+                              "channel_limits", "blackout", "quiet_period", "customer_hours"]] = Field(
+        default_factory=list)
 
 
 class SettlementTerms(_Contract):

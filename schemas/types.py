@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, GetCoreSchemaHandler, StringConstraints, WithJsonSchema
@@ -24,9 +24,15 @@ TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}"
 ID_MAX_LENGTH = 200
 MAX_IDS = 1000
 _QUOTED_CHARS = 80  # of a refused value quoted in an error message
+# Contact windows per weekday (a ruleset's channels.<name>.window, a customer's contact_hours): "HH:MM" local times.
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+CLOCK_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+_DAY_NAMES = "|".join(WEEKDAYS)
+WEEKDAY_PATTERN = rf"^({_DAY_NAMES})(-({_DAY_NAMES}))?$"
 
 # Errors whose message reads after the value the producer sent: "'usd' is not an ISO 4217 currency code".
-_QUOTING_ERRORS = frozenset({"amount_text", "amount_sign", "currency_code", "date_text", "time_text"})
+_QUOTING_ERRORS = frozenset({"amount_text", "amount_sign", "currency_code", "date_text", "time_text", "clock_text",
+                             "weekday_text"})
 
 
 def error_path(loc: tuple[int | str, ...]) -> str:
@@ -43,6 +49,36 @@ def readable(error: ErrorDetails) -> str:
             quoted = f"{quoted[:_QUOTED_CHARS]}... ({len(quoted)} characters)"
         return f"{quoted} {message}"
     return message
+
+
+def weekdays(written: str) -> list[int]:
+    """mon, or a range mon-fri (Monday is 0, as date.weekday())."""
+    first, _, last = written.partition("-")
+    if first not in WEEKDAYS or (last and last not in WEEKDAYS):
+        raise ValueError(f"{written!r} is not a weekday ({', '.join(WEEKDAYS)}) or a range of them such as mon-fri")
+    low, high = WEEKDAYS.index(first), WEEKDAYS.index(last or first)
+    if high < low:
+        raise ValueError(f"{written!r}: the range runs backwards")
+    return list(range(low, high + 1))
+
+
+_Value = TypeVar("_Value")
+
+
+def by_weekday(written: dict[str, _Value]) -> tuple[_Value | None, ...]:
+    """Seven values, Monday first, from a map of days and ranges (mon-fri, sat); None for a day it does not name.
+    A ValueError names the key at fault."""
+    days: list[_Value | None] = [None] * 7
+    for key, value in written.items():
+        try:
+            numbers = weekdays(key)
+        except ValueError as exc:
+            raise ValueError(f"{key}: {exc}") from None
+        for day in numbers:
+            if days[day] is not None:
+                raise ValueError(f"{key}: {WEEKDAYS[day]} is named twice")
+            days[day] = value
+    return tuple(days)
 
 
 def _text(pattern: str, error_type: str, message: str) -> core_schema.CoreSchema:
@@ -124,5 +160,23 @@ TimeZoneName = Annotated[str, StringConstraints(max_length=64), AfterValidator(_
 Timestamp = Annotated[datetime, _TimestampType, WithJsonSchema({"type": "string", "format": "date-time"})]
 Day = Annotated[date, _DayType, WithJsonSchema({"type": "string", "format": "date"})]
 
-__all__ = ["Amount", "PositiveAmount", "Currency", "Id", "TimeZoneName", "Timestamp", "Day", "error_path", "readable",
-           "ID_MAX_LENGTH", "MAX_IDS"]
+
+class _ClockType:
+    @staticmethod
+    def __get_pydantic_core_schema__(source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return _text(CLOCK_PATTERN, "clock_text", 'is not a local time such as "08:00" (HH:MM)')
+
+
+class _WeekdaysType:
+    @staticmethod
+    def __get_pydantic_core_schema__(source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return _text(WEEKDAY_PATTERN, "weekday_text", f"is not a weekday ({', '.join(WEEKDAYS)}) or a range of "
+                     "them such as mon-fri")
+
+
+ClockTime = Annotated[str, _ClockType, WithJsonSchema({"type": "string", "pattern": CLOCK_PATTERN,
+                                                       "examples": ["08:00"]})]
+Weekdays = Annotated[str, _WeekdaysType]  # a map's key: its JSON Schema is the map's patternProperties
+
+__all__ = ["Amount", "PositiveAmount", "Currency", "Id", "TimeZoneName", "Timestamp", "Day", "ClockTime", "Weekdays", "error_path",
+           "readable", "weekdays", "by_weekday", "WEEKDAYS", "ID_MAX_LENGTH", "MAX_IDS"]

@@ -20,12 +20,14 @@ from streams.generators.generate import generate, to_jsonl_bytes
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RULES = str(REPO / "rules" / "default.yaml")
 
+# November, clear of the default's holidays: over National Day (1-7 October) the due-soon reminders would wait
+# past the due date and be withdrawn, and these tests are about what simulate prints, not the calendar.
 EVENTS = [
-    {"event_id": "e1", "type": "invoice.issued", "account_id": "B", "occurred_at": "2026-10-01T10:00:00+08:00",
-     "invoice_id": "B-1", "amount": "100.00", "currency": "CNY", "due_date": "2026-10-05"},
-    {"event_id": "e2", "type": "invoice.issued", "account_id": "A", "occurred_at": "2026-10-01T10:30:00+08:00",
-     "invoice_id": "A-1", "amount": "100.00", "currency": "CNY", "due_date": "2026-10-05"},
-    {"event_id": "e3", "type": "payment.failed", "account_id": "A", "occurred_at": "2026-10-02T12:00:00+08:00",
+    {"event_id": "e1", "type": "invoice.issued", "account_id": "B", "occurred_at": "2026-11-05T10:00:00+08:00",
+     "invoice_id": "B-1", "amount": "100.00", "currency": "CNY", "due_date": "2026-11-09"},
+    {"event_id": "e2", "type": "invoice.issued", "account_id": "A", "occurred_at": "2026-11-05T10:30:00+08:00",
+     "invoice_id": "A-1", "amount": "100.00", "currency": "CNY", "due_date": "2026-11-09"},
+    {"event_id": "e3", "type": "payment.failed", "account_id": "A", "occurred_at": "2026-11-06T12:00:00+08:00",
      "payment_id": "F1", "amount": "100.00", "currency": "CNY", "reason": "invalid_payment_method"},
 ]
 
@@ -40,7 +42,7 @@ def write_events(tmp_path: Path, extra_lines: list[str] = ()) -> Path:
 
 def test_prints_sorted_notices_as_json_lines(tmp_path, capsys):
     events = write_events(tmp_path)
-    code = main(["simulate", "--rules", DEFAULT_RULES, "--events", str(events), "--until", "2026-10-13T00:00:00+08:00"])
+    code = main(["simulate", "--rules", DEFAULT_RULES, "--events", str(events), "--until", "2026-11-17T00:00:00+08:00"])
     out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert code == 0
     keys = [(n["issued_at"], n["account_id"], n["notice_id"]) for n in out]
@@ -53,9 +55,9 @@ def test_prints_sorted_notices_as_json_lines(tmp_path, capsys):
 def test_bad_lines_are_reported_with_their_number_and_the_rest_still_runs(tmp_path, capsys):
     events = write_events(tmp_path, ['{"event_id": "x", "type": "payment.received"', '{"event_id": "y", '
                                      '"type": "invoice.issued", "account_id": "A", "occurred_at": '
-                                     '"2026-10-01T10:00:00+08:00", "invoice_id": "Z", "amount": 12.5, '
-                                     '"currency": "CNY", "due_date": "2026-10-05"}'])
-    code = main(["simulate", "--rules", DEFAULT_RULES, "--events", str(events), "--until", "2026-10-03T00:00:00+08:00"])
+                                     '"2026-11-05T10:00:00+08:00", "invoice_id": "Z", "amount": 12.5, '
+                                     '"currency": "CNY", "due_date": "2026-11-09"}'])
+    code = main(["simulate", "--rules", DEFAULT_RULES, "--events", str(events), "--until", "2026-11-07T00:00:00+08:00"])
     captured = capsys.readouterr()
     assert code == 1
     assert f"{events}:2: rejected" in captured.err and "JSON" in captured.err
@@ -65,7 +67,7 @@ def test_bad_lines_are_reported_with_their_number_and_the_rest_still_runs(tmp_pa
 
 def test_explain_shows_each_notice_with_its_rule_and_facts(tmp_path, capsys):
     events = write_events(tmp_path)
-    main(["simulate", "--rules", DEFAULT_RULES, "--events", str(events), "--until", "2026-10-13T00:00:00+08:00",
+    main(["simulate", "--rules", DEFAULT_RULES, "--events", str(events), "--until", "2026-11-17T00:00:00+08:00",
           "--explain"])
     out = capsys.readouterr().out
     account_a = out[out.index("account A"):out.index("account B")]
@@ -96,7 +98,7 @@ def test_a_bad_ruleset_stops_simulate_with_the_checker_message(tmp_path, capsys)
 def test_the_installed_console_script_runs(tmp_path):
     events = write_events(tmp_path)
     result = subprocess.run([sys.executable, "-m", "streams.tools.cli", "simulate", "--rules", DEFAULT_RULES, "--events",
-                             str(events), "--tick", "30m", "--until", "2026-10-06T00:00:00+08:00"],
+                             str(events), "--tick", "30m", "--until", "2026-11-10T00:00:00+08:00"],
                             capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) >= 3

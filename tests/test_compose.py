@@ -384,12 +384,30 @@ def check_worker(p: Project) -> list[str]:
         problems.append("DUNNING_RULES is not a read-only bind mount")
     elif PurePosixPath(rules[0].source) != PurePosixPath("rules/default.yaml"):
         problems.append(f"DUNNING_RULES mounts {rules[0].source}, want ./rules/default.yaml")
+    else:
+        problems += _calendar_mounted(p, rules[0], env["DUNNING_RULES"])
     state = [m for m in p.mounts("worker") if m.target == env.get("DUNNING_STATE_DIR")]
     if not state or state[0].kind != "volume" or not state[0].source:
         problems.append("DUNNING_STATE_DIR is not on a named volume")
     if not any(port.target == env.get("DUNNING_WEB_PORT") for port in p.ports("worker")):
         problems.append("worker's DUNNING_WEB_PORT is not published")
     return problems
+
+
+def _calendar_mounted(p: Project, rules: Mount, target: str) -> list[str]:
+    """The blackout calendar the mounted ruleset names must be in the container beside it (the loader reads it
+    relative to the ruleset): a read-only bind mount of the host's file."""
+    ruleset = yaml.safe_load((p.root / rules.source).read_text())
+    name = (ruleset.get("blackout") or {}).get("calendar")
+    if name is None:
+        return []
+    wanted = PurePosixPath(target).parent / name
+    for mount in p.mounts("worker"):
+        inside = PurePosixPath(mount.target)
+        if mount.kind == "bind" and mount.read_only and (wanted == inside or inside in wanted.parents):
+            if (p.root / mount.source / wanted.relative_to(inside)).is_file():
+                return []
+    return [f"the ruleset's blackout calendar {name} is not mounted read-only at {wanted}"]
 
 
 def prometheus_config(p: Project) -> tuple[str, Path | None]:
@@ -732,6 +750,7 @@ MUTATIONS: list[tuple[str, str, Callable[[Path], None]]] = [
     ("worker", "partitions", service("worker", lambda s: setitem(s["environment"], "DUNNING_PARTITIONS", 3))),
     ("worker", "no healthy wait", service("worker", lambda s: setitem(s, "depends_on", ["kafka"]))),
     ("worker", "rules writable", edit_text(COMPOSE, "/etc/dunning/rules.yaml:ro", "/etc/dunning/rules.yaml")),
+    ("worker", "no calendar", edit_text(COMPOSE, "./rules/calendars:/etc/dunning/calendars:ro", "./rules:/srv:ro")),
     ("worker", "state not a volume", service("worker", lambda s: s["volumes"].pop())),
     ("prometheus", "wrong port", edit_text(PROM, "worker:6066", "worker:6067")),
     ("prometheus", "wrong path", edit_text(PROM, "metrics_path: /metrics", "metrics_path: /stats")),

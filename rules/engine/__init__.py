@@ -194,12 +194,14 @@ class Engine:
             self.episodes.fire_event_rules(out, moment, event)
             moment = _after_write_offs(out, moment)
         self.episodes.update(out, moment, event_id)
+        if "ceased" in detail:  # contact.recorded ended direct contact just now
+            self.episodes.ceased(out, moment, event_id)
         if state.restrictions:
             self.restrictions.review(out, moment, event_id)
         # a moot event (a repeat, an unknown id) changes nothing, not even when waiting notices go
         if state.pending and not moot:
             if state.flags:
-                self.treatment.silence(out, now)
+                self.delivery.silence(out, moment)
             self.delivery.release(out, moment, event_id)
 
     def _evaluate(self, out: Outcome, platform: PlatformState, tick: ClockTick) -> None:
@@ -231,7 +233,7 @@ class Engine:
         if state.restrictions:
             self.restrictions.review(out, moment, cause)
         if state.flags and state.pending:
-            self.treatment.silence(out, now)
+            self.delivery.silence(out, moment)
         self.delivery.release(out, moment, cause)
         behaviour.observe(out, moment.today, observed)
 

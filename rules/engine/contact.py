@@ -2,13 +2,14 @@
 limits: each channel's own window (per weekday) and caps, and blackout days. Waiting defers, never drops."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from rules.contact_policy import Blackout, ChannelPolicy
 from rules.state import AccountState
-from schemas.events import ContactRecorded
+from schemas.events import ContactRecorded, Hours
+from schemas.types import WEEKDAYS, by_weekday
 
 if TYPE_CHECKING:  # moment shows contact_facts to rules: these two import it
     from rules.engine.ledger import When
@@ -27,6 +28,42 @@ def contact_facts(state: AccountState, local: datetime) -> dict[str, Any]:
             "days_since_conversation": None if talked is None else
             (local.date() - talked.astimezone(local.tzinfo).date()).days,
             "contact_ceased": state.ceased is not None}
+
+
+def customer_hours(given: dict[str, dict[str, Hours]]) -> dict[str, list[list[int]]]:
+    """account.updated contact_hours as the state keeps them: per channel, seven days of [start, end] minutes
+    ([]: no contact that day)."""
+    return {channel: [[] if hours is None else [_minutes(hours.start), _minutes(hours.end)]
+                      for hours in by_weekday(days)] for channel, days in given.items()}
+
+
+def describe_hours(kept: dict[str, list[list[int]]]) -> str:
+    """'*: mon-fri 18:00-21:00, sat 10:00-12:00; call: ...': days in a row with the same hours as a range, days
+    without contact left out."""
+    described = []
+    for channel, days in kept.items():
+        runs: list[list[int]] = []  # [first day, last day]
+        for day, span in enumerate(days):
+            if span and runs and runs[-1][1] == day - 1 and days[runs[-1][0]] == span:
+                runs[-1][1] = day
+            elif span:
+                runs.append([day, day])
+        described.append(f"{channel}: " + ", ".join(
+            f"{WEEKDAYS[first]}{'-' + WEEKDAYS[last] if last > first else ''} "
+            f"{_clock(days[first][0])}-{_clock(days[first][1])}" for first, last in runs))
+    return "; ".join(described)
+
+
+def _minutes(clock: str) -> int:
+    return int(clock[:2]) * 60 + int(clock[3:])
+
+
+def _clock(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _in_span(span: list[int], minute: int) -> bool:
+    return bool(span) and span[0] <= minute < span[1]
 
 
 # What a contact.recorded outcome does beyond counting against the channel's caps.
@@ -64,21 +101,26 @@ class ContactPolicy:
         return detail
 
     def holds(self, state: AccountState, channel: str, local: datetime) -> str | None:
-        """What keeps a contact on this channel from going now (None: nothing): a blackout day, the channel's
-        window, or its caps."""
+        """What keeps a contact on this channel from going now (None: nothing): a blackout day, a quiet period,
+        the channel's window, the hours the customer asked for, or the channel's caps."""
         today = local.date()
         if self.blackout is not None and today in self.blackout:
             return "blackout"
         policy = self.channels.get(channel)
+        if policy is not None:
+            quiet, talked = policy.quiet_after_conversation, state.conversation_at
+            if quiet is not None and talked is not None and local < talked + quiet:
+                return "quiet_period"
+            if policy.window is not None:
+                window = policy.window_on(today.weekday())
+                if window is None or not window.contains(local.time()):
+                    return "channel_window"
+        if state.contact_hours:
+            days = state.contact_hours.get(channel) or state.contact_hours.get("*")
+            if days is not None and not _in_span(days[today.weekday()], local.hour * 60 + local.minute):
+                return "customer_hours"
         if policy is None:
             return None
-        quiet, talked = policy.quiet_after_conversation, state.conversation_at
-        if quiet is not None and talked is not None and local < talked + quiet:
-            return "quiet_period"
-        if policy.window is not None:
-            window = policy.window_on(today.weekday())
-            if window is None or not window.contains(local.time()):
-                return "channel_window"
         if channel in self.capped:
             days = state.channel_days.get(channel, ())
             if policy.per_day is not None and sum(1 for day in days if day == today) >= policy.per_day:
@@ -98,8 +140,8 @@ class ContactPolicy:
         days.append(today)
 
     def openings(self, state: AccountState, since: datetime, zone: ZoneInfo) -> list[datetime]:
-        """When a channel's window next opens, or its quiet period ends, after `since`: a waiting notice may go
-        then."""
+        """When a channel's window or the customer's hours next open, or a quiet period ends, after `since`: a
+        waiting notice may go then."""
         local = since.astimezone(zone)
         found = []
         talked = state.conversation_at
@@ -113,6 +155,14 @@ class ContactPolicy:
                 day = local.date() + timedelta(days=ahead)
                 window = policy.window_on(day.weekday())
                 opening = None if window is None else datetime.combine(day, window.start, tzinfo=zone)
+                if opening is not None and opening > since:
+                    found.append(opening)
+                    break
+        for days in state.contact_hours.values():
+            for ahead in range(WEEK_DAYS + 1):
+                day = local.date() + timedelta(days=ahead)
+                span = days[day.weekday()]
+                opening = datetime.combine(day, time(*divmod(span[0], 60)), tzinfo=zone) if span else None
                 if opening is not None and opening > since:
                     found.append(opening)
                     break

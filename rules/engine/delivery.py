@@ -12,6 +12,7 @@ from rules.engine.outcome import Outcome, record
 from rules.engine.receipts import Receipts
 from rules.engine.rulebook import Rulebook
 from rules.engine.settlement import covered, offer, settlement_standing, terms
+from rules.engine.treatment import silenced
 from rules.model import ContactWindow, Limits
 from rules.state import AccountState, Pending
 from schemas.notices import Trigger
@@ -45,9 +46,7 @@ class Delivery:
                 _withdraw(out, pending, now)
         if state.ceased is not None:  # no more direct contact: every waiting one is recorded and dropped
             for pending in still:
-                record(out, now, "decision.suppressed", pending.rule_id, _named(state, pending, {
-                    "reason": f"direct contact ended ({state.ceased.replace('_', ' ')})"}))
-                self._decided_unsent(state, pending, today)
+                self._suppress(out, pending, moment, f"direct contact ended ({state.ceased.replace('_', ' ')})")
             still = []
         state.pending = still
         window = self.window
@@ -75,11 +74,12 @@ class Delivery:
         if limits.per_week is not None:
             room = min(room, limits.per_week - len(state.sent_days))
         still.sort(key=lambda p: (_KIND_PRIORITY[p.kind], p.rule_index, p.trigger_at, p.key))
-        contact = self.contact if self.contact.active else None
+        contact = self.contact if self.contact.active or state.contact_hours else None
         held = []
         for pending in still:
             channel = channels[id(pending)]
-            # a blackout day, the channel's own window or caps (rules/engine/contact.py), then the account's limits
+            # a blackout day, the channel's own window or caps, the customer's hours (rules/engine/contact.py), then
+            # the account's limits
             reason = contact.holds(state, channel, moment.local) if contact is not None else None
             if reason is None and room <= 0:
                 reason = "limits"
@@ -91,6 +91,22 @@ class Delivery:
             if self._send(out, moment, cause, pending, channel):
                 room -= 1  # an offer withdrawn or suppressed as it would go takes no place under the limits
         state.pending = held + later if later else held
+
+    def silence(self, out: Outcome, moment: Moment) -> None:
+        """Waiting notices a flag stopped (rules/engine/treatment.py): each is recorded as suppressed and dropped."""
+        state = out.state
+        kept = []
+        for pending in state.pending:
+            reason = silenced(state, pending.kind)
+            if reason is None:
+                kept.append(pending)
+            else:
+                self._suppress(out, pending, moment, reason)
+        state.pending = kept
+
+    def _suppress(self, out: Outcome, pending: Pending, moment: Moment, reason: str) -> None:
+        record(out, moment.now, "decision.suppressed", pending.rule_id, _named(out.state, pending, {"reason": reason}))
+        self._decided_unsent(out.state, pending, moment.today)
 
     def _decided_unsent(self, state: AccountState, pending: Pending, today: date) -> None:
         """A repeating rule's interval counts from a decision not to send, as from a send: whichever ticks looked

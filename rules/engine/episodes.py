@@ -20,6 +20,9 @@ from schemas.events import InputEvent
 from schemas.notices import Trigger
 
 Due = list[tuple[Compiled, dict[str, Any]]]  # rules whose conditions hold, with the facts they saw
+# Teams whose work is contacting the customer: a cease request recalls their handoffs (legal and the ruleset's own
+# teams keep theirs: legal deals with the attorney, the others with the case they were given).
+CONTACTING_TEAMS = ("collector", "agency")
 
 
 class Episodes:
@@ -43,15 +46,27 @@ class Episodes:
             # The rules that contacted the account in this episode, for cure metrics per rule.
             contacted = sorted({line.detail["rule_id"] for line in state.case_notices if "rule_id" in line.detail})
             for target, rule_id in episode.open_handoffs.items():
-                self.issuer.issue(
-                    out, moment, cause, kind="handoff", rule_id=rule_id, key=f"recall|{target}|{episode.episode_id}",
-                    episode_id=episode.episode_id, trigger=Trigger(event_id=cause, at=now), facts={},
-                    to=target, action="recall", invoices=[],
-                )
+                self._recall(out, moment, cause, episode, target, rule_id)
             state.episode = None
             state.case_events.clear()
             state.case_notices.clear()
             record(out, now, "episode.ended", episode.episode_id, {"rules": ",".join(contacted)} if contacted else {})
+
+    def ceased(self, out: Outcome, moment: Moment, cause: str) -> None:
+        """Direct contact just ended (cease requested, attorney named): the collector or agency holding the account
+        is recalled, since their work is contacting the customer."""
+        episode = out.state.episode
+        if episode is None:
+            return
+        for target in [target for target in episode.open_handoffs if target in CONTACTING_TEAMS]:
+            self._recall(out, moment, cause, episode, target, episode.open_handoffs.pop(target))
+
+    def _recall(self, out: Outcome, moment: Moment, cause: str, episode: Episode, target: str, rule_id: str) -> None:
+        self.issuer.issue(
+            out, moment, cause, kind="handoff", rule_id=rule_id, key=f"recall|{target}|{episode.episode_id}",
+            episode_id=episode.episode_id, trigger=Trigger(event_id=cause, at=moment.now), facts={},
+            to=target, action="recall", invoices=[],
+        )
 
     def fire_episode_rules(self, out: Outcome, moment: Moment, cause: str) -> None:
         state = out.state

@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Callable, NamedTuple
 
+from rules.engine.contact import customer_hours, describe_hours
 from rules.engine.moment import OutageDays, effective_due
 from rules.engine.retention import remember
 from rules.state import ZERO, AccountState, InvoiceState, PaymentRecord
@@ -148,6 +149,9 @@ def account_updated(state: AccountState, event: AccountUpdated, when: When) -> d
     if event.score is not None:
         state.score = event.score
         detail["score"] = str(event.score)
+    if event.contact_hours is not None:  # the customer's request replaces the one before; {} drops it
+        state.contact_hours = customer_hours(event.contact_hours)
+        detail["contact_hours"] = describe_hours(state.contact_hours) or "none"
     return detail
 
 

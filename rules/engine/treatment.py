@@ -18,7 +18,6 @@ from datetime import date, datetime
 
 from rules.engine.ledger import When
 from rules.engine.moment import Calendar
-from rules.engine.notices import notice_id
 from rules.engine.outcome import Outcome, record
 from rules.state import AccountState, FlagState, Hold
 from schemas.events import AccountFlagged, AccountUnflagged
@@ -113,17 +112,3 @@ class Treatment:
         earliest = min(dues, default=None)
         state.holds = [hold for hold in state.holds
                        if hold.last is None or (earliest is not None and earliest < hold.last)]
-
-    @staticmethod
-    def silence(out: Outcome, now: datetime) -> None:
-        """Waiting notices a flag stopped: each is recorded as suppressed and dropped."""
-        state = out.state
-        kept = []
-        for pending in state.pending:
-            reason = silenced(state, pending.kind)
-            if reason is None:
-                kept.append(pending)
-            else:
-                record(out, now, "decision.suppressed", pending.rule_id,
-                       {"reason": reason, "notice_id": notice_id(state.account_id, pending.key)})
-        state.pending = kept

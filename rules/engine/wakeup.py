@@ -44,7 +44,7 @@ class Wakeups:
         expiring = [standing.until for standing in state.flags.values() if standing.until is not None]
         if expiring:  # a flag ends after its last day (rules/engine/treatment.py)
             candidates.append(datetime.combine(min(expiring) + timedelta(days=1), time(0), tzinfo=zone))
-        if state.pending and self.contact.channels:  # a channel's own window opens
+        if state.pending and (self.contact.channels or state.contact_hours):  # a channel's or the customer's opens
             candidates.extend(self.contact.openings(state, since, zone))
         for pending in state.pending:  # a retry waits for its delay
             if pending.not_before is not None and pending.not_before > since:

@@ -12,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from rules.engine import Engine, notice_id
+from rules.engine.contact import describe_hours
 from rules.state import AccountState, JournalEntry, PlatformState
 from schemas.notices import is_notice_line
 from streams.runtime.settings import TopicNames
@@ -65,7 +66,8 @@ def account_report(engine: Engine, state: AccountState, platform: PlatformState,
         # what the contact rules know (README, Contact rules): receipts awaited, dead channels, conversations
         "contact": {"unreachable_channels": state.unreachable, "ceased": state.ceased,
                     "last_conversation": state.conversation_at.isoformat() if state.conversation_at else None,
-                    "awaiting_receipt": [a.notice_id for a in state.awaiting]},
+                    "awaiting_receipt": [a.notice_id for a in state.awaiting],
+                    "customer_hours": describe_hours(state.contact_hours) or None},
         "timeline": [{"at": e.at.isoformat(), "what": e.what, "id": e.id, "detail": e.detail}
                      for e in (trail if trail is not None else recent)],
         "older_lines": None if trail is not None else f"every line of this account's trail is on topic "
@@ -113,6 +115,8 @@ def render_report(report: dict[str, Any]) -> str:
     if contact["unreachable_channels"] or contact["ceased"]:
         lines.append(f"  unreachable: {', '.join(contact['unreachable_channels']) or '-'}; direct contact "
                      f"{'ended (' + contact['ceased'].replace('_', ' ') + ')' if contact['ceased'] else 'allowed'}")
+    if contact["customer_hours"]:
+        lines.append(f"  contact hours the customer asked for: {contact['customer_hours']}")
     for entry in report["timeline"]:
         lines.extend(_line(entry, zone))
     if report["older_lines"]:

@@ -1,7 +1,7 @@
 """Contact rules against the real broker: the delivery-receipt scenarios (60-62), the cease request (66), the shared
-call cap (64) and the quiet period (65) published with `dunning publish --tick 1h` (receipts to
-notifications.receipts, collectors' records to collections.arrangements) to a worker give the simulator's notices,
-audit trail and states, and the simulator's are the scenario files' expected lines."""
+call cap (64), the quiet period (65) and customers' contact hours (67) published with `dunning publish --tick 1h`
+(receipts to notifications.receipts, collectors' records to collections.arrangements) to a worker give the
+simulator's notices, audit trail and states, and the simulator's are the scenario files' expected lines."""
 from __future__ import annotations
 
 import subprocess
@@ -53,3 +53,12 @@ def test_shared_call_caps_and_a_quiet_period_live(namespace, workers, kcat, prob
     trail = replay(("64-agency-shares-the-cap", "65-conversation-quiet-period"),
                    SCENARIOS / "64-agency-shares-the-cap" / "calls.yaml", namespace, workers, kcat, probe, tmp_path)
     assert any("channel_limits" in line for line in trail) and any("quiet_period" in line for line in trail)
+
+
+@pytest.mark.live_namespace(commit_interval=0.1)
+def test_customer_contact_hours_live(namespace, workers, kcat, probe, tmp_path):
+    """account.updated contact_hours on accounts.profiles: the worker holds reminders for them as the simulator does,
+    and stores the request in the account's state (compared with the simulator's)."""
+    trail = replay(("67-customer-contact-hours",), REPO / "rules" / "default.yaml", namespace, workers, kcat, probe,
+                   tmp_path)
+    assert any('"waited_for":"contact_window, customer_hours"' in line for line in trail)

@@ -9,6 +9,7 @@ import pytest
 
 from rules.engine import Engine
 from rules.loader import load_ruleset, parse_ruleset
+from rules.model import Ruleset
 from rules.state import AccountState, JournalEntry, PlatformState
 from schemas.events import input_event_adapter, tick
 from schemas.notices import Notice
@@ -17,20 +18,28 @@ REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = REPO / "tests" / "scenarios"
 
 
-def simulate_scenarios(folders: tuple[str, ...], until: str, rules: Path = REPO / "rules" / "default.yaml",
+def simulate_scenarios(folders: tuple[str, ...], until: str, rules: Path | Ruleset = REPO / "rules" / "default.yaml",
                        audit: bool = False):
-    """Scenario folders' events simulated together, in time order, with hourly ticks until `until`."""
+    """Scenario folders' events simulated together, in time order, with hourly ticks until `until`, under a ruleset
+    file or a ruleset."""
     from rules.simulator import Simulation
     from schemas.events import parse_event
 
     events = sorted((parse_event(line) for folder in folders
                      for line in (SCENARIOS / folder / "events.jsonl").read_bytes().splitlines() if line.strip()),
                     key=lambda event: event.occurred_at)
-    simulation = Simulation(Engine(load_ruleset(rules)))
+    simulation = Simulation(Engine(rules if isinstance(rules, Ruleset) else load_ruleset(rules)))
     if audit:
         simulation.audit = []
     simulation.run(events, timedelta(hours=1), datetime.fromisoformat(until))
     return simulation
+
+
+def default_before_blackout() -> Ruleset:
+    """The default ruleset as layouts 1 to 3 stored their states: before it had a holiday calendar."""
+    return load_ruleset(REPO / "rules" / "default.yaml").model_copy(update={"blackout": None})
+
+
 SHANGHAI = "+08:00"
 
 

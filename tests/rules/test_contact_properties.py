@@ -1,6 +1,7 @@
 """Properties over random interleavings of billing events, the notices they cause, delivery receipts for those
-notices and contacts recorded by collectors and agencies (tests/rules/data/contact-properties.yaml): no window,
-blackout, quiet period or cap is ever exceeded; a failed notice is sent again, withdrawn, suppressed or recorded
+notices, contacts recorded by collectors and agencies and the customer's requested contact hours
+(tests/rules/data/contact-properties.yaml): no window, blackout, quiet period, cap or customer's hours is ever
+exceeded; a failed notice is sent again, withdrawn, suppressed or recorded
 undeliverable (or still waits), never lost; a notice is sent again at most once per channel after a permanent
 failure and at most retry.times more on a temporary one; redelivered receipts and records change nothing."""
 from __future__ import annotations
@@ -17,6 +18,7 @@ from rules.engine import Engine
 from rules.loader import load_ruleset
 from rules.simulator import Simulation
 from schemas.events import input_event_adapter
+from schemas.types import WEEKDAYS
 
 START = datetime.fromisoformat("2026-09-20T00:00:00+08:00")
 UNTIL = START + timedelta(days=40)
@@ -42,6 +44,33 @@ def simulate(events, skip_idle: bool = True) -> Simulation:
 
 
 @st.composite
+def week_hours(draw) -> dict:
+    """One to three days or ranges, each with hours inside the day."""
+    first = draw(st.lists(st.integers(0, 6), min_size=1, max_size=3, unique=True))
+    days = {}
+    for day in sorted(first):
+        last = draw(st.integers(day, 6)) if draw(st.booleans()) else day
+        if any(other in range(day, last + 1) for other in (d for d in first if d != day)):
+            last = day
+        start = draw(st.integers(6 * 2, 21 * 2))  # half hours
+        end = draw(st.integers(start + 1, 48))
+        days[WEEKDAYS[day] if last == day else f"{WEEKDAYS[day]}-{WEEKDAYS[last]}"] = {
+            "start": _clock(start * 30), "end": _clock(min(end * 30, 23 * 60 + 59))}
+    return days
+
+
+def _clock(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+@st.composite
+def contact_hours(draw) -> dict:
+    """For every channel, for calls only, both, or none ({}: the request dropped)."""
+    keys = draw(st.sampled_from([("*",), ("call",), ("*", "call"), ("sms",), ()]))
+    return {key: draw(week_hours()) for key in keys}
+
+
+@st.composite
 def interleavings(draw):
     """Billing for two accounts, collectors' records, then receipts for some of the notices that billing caused
     (and for ids no account knows), each some minutes to two days after its notice."""
@@ -60,6 +89,10 @@ def interleavings(draw):
                                 occurred_at=at.isoformat(), channel=draw(st.sampled_from(["call", "sms", "visit"])),
                                 by=draw(st.sampled_from(["agency", "collector"])),
                                 outcome=draw(st.sampled_from(OUTCOMES))))
+        for number in range(draw(st.integers(0, 2))):  # the customer asks for (other) contact hours
+            at = START + timedelta(minutes=draw(st.integers(-3 * 24 * 60, 20 * 24 * 60)), seconds=17)  # off ticks
+            events.append(event(event_id=f"{account}-h{number}", type="account.updated", account_id=account,
+                                occurred_at=at.isoformat(), contact_hours=draw(contact_hours())))
         if draw(st.booleans()):
             at = START + timedelta(days=draw(st.integers(5, 30)))
             events.append(event(event_id=f"{account}-p", type="payment.received", account_id=account,
@@ -91,14 +124,32 @@ def _local(moment: datetime) -> datetime:
 STATS: Counter = Counter()
 
 
+def _asked(updates, account: str, channel: str, local: datetime) -> bool:
+    """Within the hours the customer's latest request (before `local`) gives the channel, or no request."""
+    given = [u for u in updates if u.account_id == account and u.occurred_at <= local]
+    hours = given[-1].contact_hours if given else {}
+    days = hours.get(channel) or hours.get("*")
+    if days is None:
+        return True
+    clock = local.strftime("%H:%M")
+    for written, span in days.items():
+        first, _, last = written.partition("-")
+        if WEEKDAYS.index(first) <= local.weekday() <= WEEKDAYS.index(last or first):
+            return span.start <= clock < span.end
+    return False  # a day the customer did not name
+
+
 def check_contact_policy(simulation: Simulation, events) -> None:
     records = [e for e in events if e.type == "contact.recorded"]
+    updates = sorted((e for e in events if e.type == "account.updated" and e.contact_hours is not None),
+                     key=lambda e: e.occurred_at)
     sent_days: dict[tuple[str, str], list] = defaultdict(list)  # (account, channel) -> local days of contacts
     for notice in sorted((n for n in simulation.notices if n.kind in CONTACTS), key=lambda n: n.issued_at):
         local = _local(notice.issued_at)
         mine = [r for r in records if r.account_id == notice.account_id and r.occurred_at <= notice.issued_at]
         assert RULESET.contact_window.contains(local.time())
         assert local.date() not in RULESET.blackout
+        assert _asked(updates, notice.account_id, notice.channel, local), notice
         assert not any(r.outcome in ("cease_requested", "attorney_represented") for r in mine), notice
         policy = RULESET.channels.get(notice.channel)
         if policy is not None:
@@ -191,7 +242,7 @@ def test_the_interleavings_reach_every_case():
     """Runs after the property above (file order): its examples failed, re-sent, deferred and suppressed notices."""
     print(STATS)
     assert STATS["resent"] and STATS["notice.failed"] and STATS["decision.suppressed"]
-    assert {"channel_window", "channel_limits", "blackout"} <= set(STATS)
+    assert {"channel_window", "channel_limits", "blackout", "customer_hours"} <= set(STATS)
 
 
 def test_after_a_cease_a_repeating_rule_is_suppressed_once_per_interval_whichever_ticks_look():

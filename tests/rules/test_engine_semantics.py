@@ -287,17 +287,17 @@ def test_outage_moves_due_dates_and_system_errors_never_notify(harness: Harness)
 
 
 def test_a_payment_failure_counts_once_per_payment_and_attempt(harness: Harness):
-    harness.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-20")
+    harness.invoice("2026-10-08 10:00", "I1", "100.00", "2026-10-20")  # after National Day (a blackout)
     failure = {"payment_id": "D1", "amount": "100.00", "currency": "CNY", "reason": "invalid_payment_method"}
-    assert [n.rule_id for n in harness.event("payment.failed", "2026-10-05 14:00", **failure)] == ["card-invalid"]
-    assert harness.event("payment.failed", "2026-10-05 14:05", attempt=1, **failure) == []  # re-sent by billing
-    assert [n.rule_id for n in harness.event("payment.failed", "2026-10-08 14:00", attempt=2, **failure)] == [
+    assert [n.rule_id for n in harness.event("payment.failed", "2026-10-12 14:00", **failure)] == ["card-invalid"]
+    assert harness.event("payment.failed", "2026-10-12 14:05", attempt=1, **failure) == []  # re-sent by billing
+    assert [n.rule_id for n in harness.event("payment.failed", "2026-10-15 14:00", attempt=2, **failure)] == [
         "card-invalid"]  # the retry failed as well
     lines = [line.detail for line in harness.audit if line.what == "payment.failed"]
     assert [(line["attempt"], "ignored" in line) for line in lines] == [("1", False), ("1", True), ("2", False)]
     # Remembered for the redelivery window only, like event ids.
     for n in range(REDELIVERY_FLOOR + 1):
-        harness.event("account.updated", f"2026-10-{16 + n // 4} 10:0{n % 4}", risk_tier="standard")
+        harness.event("account.updated", f"2026-10-{23 + n // 4} 10:0{n % 4}", risk_tier="standard")
     assert not [key for key in harness.state.seen if key.startswith("failed:")]
 
 

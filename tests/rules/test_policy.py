@@ -76,8 +76,9 @@ def test_shares_that_do_not_add_up_to_100_are_refused_naming_the_file_and_line()
                                 "(champion 80, challenger 30)")
 
 
-def test_a_mistake_in_an_inline_variant_names_the_variant_rule_and_field():
-    text = textwrap.dedent("""\
+def inline_challenger(ruleset: str) -> str:
+    """A 50/50 experiment of champion.yaml against a challenger written inline (`ruleset` from line 8 on)."""
+    head = textwrap.dedent("""\
         experiment:
           id: exp-1
           variants:
@@ -85,12 +86,18 @@ def test_a_mistake_in_an_inline_variant_names_the_variant_rule_and_field():
             challenger:
               share: 50
               rules:
-                version: "B"
-                defaults: {timezone: Asia/Shanghai, currency: CNY}
-                rules:
-                  - id: bad
-                    when: {days_past_due: "three"}
-                    emit: {kind: reminder, channel: sms, template: t}
+        """)
+    return head + textwrap.indent(textwrap.dedent(ruleset), " " * 8)
+
+
+def test_a_mistake_in_an_inline_variant_names_the_variant_rule_and_field():
+    text = inline_challenger("""\
+        version: "B"
+        defaults: {timezone: Asia/Shanghai, currency: CNY}
+        rules:
+          - id: bad
+            when: {days_past_due: "three"}
+            emit: {kind: reminder, channel: sms, template: t}
         """)
     with pytest.raises(RulesetError) as error:
         policy_of(text, FILES)
@@ -185,3 +192,21 @@ def test_every_account_is_looked_at_by_the_new_policy_at_the_switch():
     emit: {kind: handoff, to: collector}"""
     simulation = run(ruleset_text("A", DAY_3), [("2026-11-02 06:00", ruleset_text("B", due_soon, DAY_3))])
     assert [(n.rule_id, n.issued_at) for n in simulation.notices][:1] == [("due-soon", at("2026-11-02 06:00"))]
+
+
+def test_an_inline_variants_calendar_is_read_beside_the_policy_and_published_with_it():
+    text = inline_challenger("""\
+        version: "B"
+        defaults: {timezone: Asia/Shanghai, currency: CNY}
+        blackout: {dates: ["2026-12-25"], calendar: days.txt}
+        rules: []
+        """)
+    policy = policy_of(text, {**FILES, "days.txt": "2026-10-01  # National Day\n"})
+    challenger = {variant.name: variant.ruleset for variant in policy.variants}["challenger"]
+    assert [day.isoformat() for day in challenger.blackout.dates] == ["2026-12-25", "2026-10-01"]
+    assert set(policy.sources) == {"policy.yaml", "champion.yaml", "days.txt"}
+    again = parse_policy(text, "policy.yaml", policy.sources.__getitem__)  # as a worker reads the record
+    assert {v.name: v.ruleset for v in again.variants}["challenger"].blackout.dates == challenger.blackout.dates
+    with pytest.raises(RulesetError) as error:
+        policy_of(text, FILES)
+    assert str(error.value) == "policy.yaml:10: blackout.calendar: cannot read days.txt: not found"

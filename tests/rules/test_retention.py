@@ -9,7 +9,7 @@ from pathlib import Path
 from rules.engine import Engine
 from rules.state import CASE_FILE_LIMIT, REDELIVERY_FLOOR, AccountState, dump_account, load_account
 from schemas.events import tick
-from tests.rules.conftest import Harness, at, simulate_scenarios
+from tests.rules.conftest import Harness, at, default_before_blackout, simulate_scenarios
 
 
 def _monthly_customer(harness: Harness, months: int) -> list[int]:
@@ -100,7 +100,7 @@ def test_a_long_episodes_case_file_keeps_what_went_out_and_is_stored_compressed(
     assert state.case_notices and all(set(line.detail) <= {"rule_id", "channel", "template", "to", "action"}
                                       for line in state.case_notices)
     raw = dump_account(state)
-    assert raw[0] == 3 | 0x80 and load_account(raw) == state  # lz4 behind the same layout version
+    assert raw[0] == 4 | 0x80 and load_account(raw) == state  # lz4 behind the same layout version
     assert len(raw) < 4096
 
 
@@ -109,11 +109,11 @@ def test_the_codec_keeps_every_field_and_refuses_another_layout(harness: Harness
     harness.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-10")
     harness.run_until("2026-10-10 00:00", "2026-10-12 09:30")
     raw = dump_account(harness.state)
-    assert raw[0] & 0x7F == 3 and load_account(raw) == harness.state
+    assert raw[0] & 0x7F == 4 and load_account(raw) == harness.state
     try:
-        load_account(bytes([4]) + raw[1:])
+        load_account(bytes([5]) + raw[1:])
     except ValueError as exc:
-        assert "version 4" in str(exc)
+        assert "version 5" in str(exc)
     else:
         raise AssertionError("a value of another layout version was read")
 
@@ -122,7 +122,7 @@ def _stored_and_simulated(layout: int, folders: tuple[str, ...]):
     """The states a layout stored (tests/rules/data), and today's simulation of the same scenarios."""
     data = Path(__file__).parent / "data" / f"account-layout-{layout}.txt"
     stored = dict(line.split() for line in data.read_text().splitlines() if line and not line.startswith("#"))
-    return stored, simulate_scenarios(folders, "2026-10-20T00:00:00+08:00").accounts
+    return stored, simulate_scenarios(folders, "2026-10-20T00:00:00+08:00", default_before_blackout()).accounts
 
 
 _BEHAVIOUR = ("episode_starts", "last_cure_days", "broken_arrangements", "invoices_paid", "paid_on_time", "score")
@@ -149,13 +149,13 @@ def test_a_state_stored_by_layout_1_is_read_as_the_same_state_today():
 
 
 def _declined_then_busy(harness: Harness):
-    """A debit declined on 5 October (event F), then eight more events the next day."""
-    harness.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-25")
-    failure = harness.event("payment.failed", "2026-10-05 14:00", event_id="F", payment_id="D1", amount="100.00",
+    """A debit declined on 12 October (event F; after National Day, a blackout), then eight more events the next day."""
+    harness.invoice("2026-10-01 10:00", "I1", "100.00", "2026-11-01")
+    failure = harness.event("payment.failed", "2026-10-12 14:00", event_id="F", payment_id="D1", amount="100.00",
                             currency="CNY", invoice_id="I1", reason="insufficient_funds")
     for n in range(2, 6):
-        harness.invoice(f"2026-10-06 1{n}:00", f"I{n}", "20.00", "2026-11-06")
-        harness.pay(f"2026-10-06 1{n}:30", f"P{n}", "20.00", invoice_id=f"I{n}")
+        harness.invoice(f"2026-10-13 1{n}:00", f"I{n}", "20.00", "2026-11-06")
+        harness.pay(f"2026-10-13 1{n}:30", f"P{n}", "20.00", invoice_id=f"I{n}")
     return failure
 
 
@@ -163,7 +163,7 @@ def _resend(harness: Harness, when: str) -> tuple[list, list]:
     """F's message again, with the clock at `when` (the account not ticked: idle accounts are skipped)."""
     harness.engine.apply_platform(harness.platform, tick(at(when)))
     before = len(harness.audit)
-    released = harness.event("payment.failed", "2026-10-05 14:00", event_id="F", payment_id="D1", amount="100.00",
+    released = harness.event("payment.failed", "2026-10-12 14:00", event_id="F", payment_id="D1", amount="100.00",
                              currency="CNY", invoice_id="I1", reason="insufficient_funds")
     return released, [(line.what, line.id, line.detail) for line in harness.audit[before:]]
 
@@ -174,11 +174,11 @@ def test_a_repeat_is_judged_by_the_window_at_the_accounts_time_not_by_what_came_
     quiet, busy = Harness(default_engine, "Q"), Harness(default_engine, "B")
     for harness in (quiet, busy):
         assert [n.rule_id for n in _declined_then_busy(harness)] == ["debit-declined"]
-        released, lines = _resend(harness, "2026-10-07 12:00")  # within the week: ignored, and audited
+        released, lines = _resend(harness, "2026-10-14 12:00")  # within the week: ignored, and audited
         assert released == [] and lines == [
             ("payment.failed", "F", {"ignored": "event already applied (a redelivery)"})]
-    busy.event("account.updated", "2026-10-14 09:00", channels=["sms", "email"])
-    outcomes = [_resend(harness, "2026-10-15 12:00") for harness in (quiet, busy)]
+    busy.event("account.updated", "2026-10-21 09:00", channels=["sms", "email"])
+    outcomes = [_resend(harness, "2026-10-22 12:00") for harness in (quiet, busy)]
     (quiet_notices, quiet_lines), (busy_notices, busy_lines) = outcomes
     assert [n.rule_id for n in quiet_notices] == [n.rule_id for n in busy_notices] == ["debit-declined"]
     assert quiet_lines[0][2] == busy_lines[0][2] and "ignored" not in quiet_lines[0][2]  # applied as a new failure
@@ -186,7 +186,7 @@ def test_a_repeat_is_judged_by_the_window_at_the_accounts_time_not_by_what_came_
 
 def test_the_latest_ids_are_remembered_whatever_their_age(harness: Harness):
     harness.invoice("2026-10-01 10:00", "I1", "100.00", "2026-10-25")
-    harness.event("payment.failed", "2026-10-05 14:00", event_id="F", payment_id="D1", amount="100.00",
+    harness.event("payment.failed", "2026-10-12 14:00", event_id="F", payment_id="D1", amount="100.00",
                   currency="CNY", invoice_id="I1", reason="insufficient_funds")
     released, lines = _resend(harness, "2026-11-20 12:00")  # six weeks on, but among the account's latest 8 ids
     assert released == [] and lines == [("payment.failed", "F", {"ignored": "event already applied (a redelivery)"})]
@@ -201,6 +201,28 @@ def test_a_state_stored_by_layout_2_is_read_as_the_same_state_today():
         state = load_account(bytes.fromhex(text))
         assert (state.flags, state.holds, state.restrictions, state.statement_at) == ({}, [], {}, None)
         assert _upgraded(bytes.fromhex(text), 2, accounts[account]) == accounts[account]
+
+
+def test_a_state_stored_by_layout_3_is_read_as_the_same_state_today():
+    """Layout 3 (delivery receipts and contacts) had no customer's contact hours: read, a state awaiting receipts,
+    with channels closed or direct contact ended is the one today's code keeps, without contact hours."""
+    data = Path(__file__).parent / "data" / "account-layout-3.txt"
+    stored = dict(line.split() for line in data.read_text().splitlines() if line and not line.startswith("#"))
+    accounts = simulate_scenarios(("60-bounce-falls-back", "61-temporary-failure-retried", "62-every-channel-dead",
+                                   "66-cease-mid-episode"), "2026-10-09T03:00:00+08:00").accounts
+    assert set(stored) == {"B1", "T1", "D1", "X1"} and all(bytes.fromhex(text)[0] & 0x7F == 3
+                                                           for text in stored.values())
+    read = {account: load_account(bytes.fromhex(text)) for account, text in stored.items()}
+    assert read["B1"].awaiting and read["D1"].unreachable == ["sms", "email"] and read["X1"].ceased
+    assert all(state.contact_hours == {} for state in read.values())
+    for account in ("B1", "T1", "D1"):
+        assert read[account] == accounts[account]
+    # X1's cease was stored before a cease recalled the collector: its handoff stays open and its case file has no
+    # recall (states are upgraded, not replayed); the rest is today's state
+    ceased, today = read["X1"], accounts["X1"]
+    assert ceased.episode.open_handoffs == {"collector": "collector", "legal": "legal"}
+    assert replace(ceased, episode=replace(ceased.episode, open_handoffs=today.episode.open_handoffs),
+                   case_notices=today.case_notices) == today
 
 
 def test_a_waiting_notice_stored_by_layout_2_is_read_with_empty_delivery_fields():

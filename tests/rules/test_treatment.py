@@ -157,3 +157,22 @@ def test_flag_conditions_match_what_stands():
     assert matching(None) == ["none", "exactly"]
     assert matching("fraud") == ["any", "none"]
     assert matching("fraud,vulnerable") == ["any", "bare"]
+
+
+def test_a_repeating_rule_silenced_by_a_flag_waits_its_interval_as_after_a_send(harness):
+    """Review finding: a waiting notice of a repeating rule that do_not_dun stopped did not count as decided, so the
+    next tick decided it again: suppressed twice under one notice id while the flag stood, and sent that same day
+    under the suppressed id once the flag was lifted. As on a cease, the rule now waits its interval."""
+    harness.event("account.updated", "2026-11-01 09:00", risk_tier="high")
+    harness.invoice("2026-11-01 10:00", "I1", "300.00", "2026-11-09")
+    harness.run_until("2026-11-10 00:00", "2026-11-10 03:00")  # day 1: high-risk-daily waits for 08:00
+    assert "high-risk-daily" in {pending.rule_id for pending in harness.state.pending}
+    harness.event("account.flagged", "2026-11-10 03:30", flag="do_not_dun")
+    harness.run_until("2026-11-10 04:00", "2026-11-10 05:00")
+    harness.event("account.unflagged", "2026-11-10 05:30", flag="do_not_dun")
+    harness.run_until("2026-11-10 06:00", "2026-11-11 09:00")
+    suppressed = [line.detail["notice_id"] for line in harness.audit
+                  if line.what == "decision.suppressed" and line.id == "high-risk-daily"]
+    daily = [n for n in harness.notices if n.rule_id == "high-risk-daily"]
+    assert len(suppressed) == 1 and not {n.notice_id for n in daily} & set(suppressed)
+    assert [n.issued_at.isoformat() for n in daily] == ["2026-11-11T08:00:00+08:00"]  # day 2: its interval passed

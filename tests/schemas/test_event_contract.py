@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from schemas import events
-from schemas.events import EVENT_TYPES, parse_event
+from schemas.events import EVENT_TYPES, describe_errors, parse_event
 
 ENVELOPE = {"event_id": "evt-1", "account_id": "A1", "occurred_at": "2026-12-01T09:30:00+08:00"}
 
@@ -45,7 +45,9 @@ VALID: dict[str, dict[str, Any]] = {
     "dispute.opened": event("dispute.opened", invoice_id="I1"),
     "dispute.resolved": event("dispute.resolved", invoice_id="I1"),
     "account.updated": event("account.updated", risk_tier="high", timezone="America/New_York",
-                             channels=["app_push", "sms"], opted_out_channels=["email"]),
+                             channels=["app_push", "sms"], opted_out_channels=["email"],
+                             contact_hours={"*": {"mon-fri": {"start": "18:00", "end": "21:00"}},
+                                            "call": {"sat": {"start": "10:00", "end": "12:00"}}}),
     "platform.outage": event("platform.outage", account_id="*", outage_id="O1", start="2026-12-01T00:00:00Z",
                              end="2026-12-01T06:00:00Z", grace_days=2),
     "clock.tick": event("clock.tick", account_id="*", at="2026-12-01T10:00:00+08:00"),
@@ -68,7 +70,7 @@ OPTIONAL: dict[str, set[str]] = {
     "arrangement.agreed/installments": {"invoice_ids", "currency"},
     "arrangement.agreed/settlement": {"invoice_ids", "currency", "offer_id"},
     "debt.written_off": {"invoice_ids"},
-    "account.updated": {"risk_tier", "timezone", "channels", "opted_out_channels"},
+    "account.updated": {"risk_tier", "timezone", "channels", "opted_out_channels", "contact_hours"},
     "platform.outage": {"account_id"},
     "account.flagged": {"until", "reference"},
     "account.unflagged": {"reference"},
@@ -365,3 +367,25 @@ def test_json_schema_requires_what_the_models_require(validators, name):
 
 def test_json_schema_refuses_unknown_event_type(validators):
     assert not validators["input-event"].is_valid(event("invoice.paid", invoice_id="I1"))
+
+
+@pytest.mark.parametrize("hours, says, json_schema_too", [
+    ({"*": {"funday": {"start": "18:00", "end": "21:00"}}},
+     "contact_hours.*.funday.[key]: 'funday' is not a weekday (mon, tue, wed, thu, fri, sat, sun) or a range", True),
+    ({"*": {"mon": {"start": "8:00", "end": "21:00"}}},
+     "contact_hours.*.mon.start: '8:00' is not a local time such as \"08:00\" (HH:MM)", True),
+    ({"sms": {}}, "contact_hours.sms: Dictionary should have at least 1 item", True),
+    ({"*": {"mon-fri": {"start": "18:00", "end": "21:00"}, "fri": {"start": "10:00", "end": "11:00"}}},
+     "contact_hours.*: fri: fri is named twice", False),
+    ({"*": {"fri-mon": {"start": "18:00", "end": "21:00"}}}, "contact_hours.*: fri-mon: 'fri-mon': the range runs "
+     "backwards", False),
+    ({"call": {"sat": {"start": "14:00", "end": "10:00"}}}, "contact_hours.call: sat: end 10:00 is not after start "
+     "14:00", False),
+])
+def test_a_customers_contact_hours_are_refused_naming_the_field(validators, hours, says, json_schema_too):
+    """What `dunning simulate` prints and a dead letter says; the JSON Schema refuses what a pattern can say."""
+    raw = with_field("account.updated", "contact_hours", hours)
+    with pytest.raises(ValidationError) as caught:
+        parse(raw)
+    assert [line for line in describe_errors(caught.value) if line.startswith(f"account.updated.{says}")]
+    assert validators["account.updated"].is_valid(raw) is not json_schema_too

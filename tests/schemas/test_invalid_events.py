@@ -234,8 +234,14 @@ def bad_object(schema: dict[str, Any], defs: dict[str, Any], present: dict[str, 
     if "patternProperties" in schema and present:  # a map (a statement's credit per currency): a bad entry
         (pattern, values), = schema["patternProperties"].items()
         key = sorted(present)[0]
-        options.append(st.just(("a key not matching " + pattern, {**present, key.lower(): present[key]})))
+        other = key.lower() if key.lower() != key else key.upper()  # CNY -> cny, mon-fri -> MON-FRI
+        options.append(st.just(("a key not matching " + pattern, {**present, other: present[key]})))
         options.append(bad_values(values, defs, present[key]).map(
+            lambda bad: (f"{key}: {bad[0]}", {**present, key: bad[1]})))
+        return st.one_of(options)
+    if isinstance(schema.get("additionalProperties"), dict) and present:  # a map by id (contact_hours per channel)
+        key = sorted(present)[0]
+        options.append(bad_values(resolve(schema["additionalProperties"], defs), defs, present[key]).map(
             lambda bad: (f"{key}: {bad[0]}", {**present, key: bad[1]})))
         return st.one_of(options)
     fields = sorted(schema["properties"])
