@@ -5,9 +5,11 @@ Faust hands a stream one message at a time, and its fetch loop (`Consumer._drain
 agent's time (issue 19). Here the consumer's fetch loop takes what a fetch returned for the input topics as
 record lists per partition and hands them, once, to one handler task (the app's, which runs the Processor and
 waits for the acks of everything the batch sent). Only after it returns are the batch's offsets entered into the
-bookkeeping a Stream's ack uses, and committed at once. Records of other topics (the tables' changelogs, for
-recovery and standbys) still take Faust's own path, message by message; group membership, assignment, tables,
-recovery, timers and the web server are Faust's.
+bookkeeping a Stream's ack uses, and committed at once. Records of the tables' changelogs (recovery, standbys)
+go to Faust's Recovery as one list per fetch: what its loop over the changelog queue does per record (offsets,
+write batches of the same sizes, the recovery's end, standbys ready), once per fetch, not four tasks and a queue
+per record (a restore from an empty state dir at 1M accounts was bound by those). Faust's own path stays where
+that loop would differ. Group membership, assignment, tables, recovery, timers and the web server are Faust's.
 
 What is not handled: records fetched under an older generation, while the flow is stopped (a rebalance) or for a
 partition paused (under recovery) or revoked; each rebalance seeks its partitions back to their committed
@@ -27,12 +29,15 @@ import asyncio
 import hashlib
 import heapq
 import inspect
+from time import monotonic
 from importlib import metadata
 from typing import Any, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 from faust.types import TP
+from faust.utils.tracing import finish_span
 
+from streams.runtime.changelog import _Applied
 from streams.runtime.processor import Source
 
 PINNED = {"faust-streaming": "0.15.3", "mode-streaming": "0.7.1", "aiokafka": "0.14.0"}
@@ -64,6 +69,18 @@ FAUST_SOURCES = {
     "faust.stores.rocksdb:Store._dbs_for_actives": "28ffca271cde5b06",
     "faust.stores.rocksdb:Store._visible_items": "545dc16a2b25e4a4",
     "aiokafka.producer.producer:AIOKafkaProducer.send_batch": "bf42b0f0c5c0646d",
+    # BatchConsumer._into_recovery does per fetch what this loop does per changelog record, with what it calls;
+    # the queue is the changelog records' only way to it, and the recovery waits for the end it signals
+    "faust.tables.recovery:Recovery._slurp_changelogs.fun": "7825c7e50f766d5a",
+    "faust.tables.recovery:Recovery._restart_recovery.fun": "6bd8a8558a2dffe4",
+    "faust.tables.manager:TableManager._update_channels": "88e3941facc934d6",
+    "faust.tables.manager:TableManager.on_standbys_ready": "46be52cea69684f5",
+    "faust.tables.recovery:Recovery.flush_buffers": "6fa9c17f1071018c",
+    "faust.tables.recovery:Recovery.need_recovery": "fd1dc345b5d5e121",
+    "faust.tables.recovery:Recovery.standby_remaining_total": "15bd44e3a39bb01f",
+    "faust.tables.recovery:Recovery._set_recovery_ended": "84badf3f2cfe0d02",
+    "faust.tables.base:Collection.apply_changelog_batch": "b980a78d3ae9b1e8",
+    "faust.tables.base:Collection.on_changelog_event": "5a4fa48fd7c3fd10",
 }
 
 Records = Mapping[TP, Sequence[Any]]  # aiokafka ConsumerRecords, in offset order, per input partition
@@ -134,6 +151,12 @@ class BatchConsumer(Consumer):
 
     _held = False  # no new batch starts: from a revocation to the next assignment, and once stopping
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # per changelog partition, the last offset put into Faust's changelog queue: until Recovery has seen it,
+        # that partition's records keep taking the queue (Recovery may hold it taken out but not yet applied)
+        self._queued: dict[TP, int] = {}
+
     async def settle(self, stopping: bool = False) -> None:
         """Waits for the batch in flight, if any, to be handled and committed; when `stopping`, none starts after."""
         self._held = self._held or stopping
@@ -192,7 +215,8 @@ class BatchConsumer(Consumer):
                     if tp.topic in self.inputs:
                         batch[tp] = fetched
                         self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-                    elif not await self._one_by_one(tp, fetched, generation):
+                    elif not (self._into_recovery(tp, fetched, generation)
+                              or await self._one_by_one(tp, fetched, generation)):
                         break
                 if batch and self._current(generation):
                     self._in_flight = asyncio.ensure_future(self._handle(batch))
@@ -222,7 +246,70 @@ class BatchConsumer(Consumer):
             if read is not None and offset < read:
                 continue
             await self.wait_first(self.callback(self._to_message(tp, record)), self.suspend_flow.wait())
-            self._read_offset[tp] = offset
+            self._read_offset[tp] = self._queued[tp] = offset
+        return True
+
+    def _into_recovery(self, tp: TP, fetched: Sequence[Any], generation: int) -> bool:
+        """A changelog's records handed to Faust's Recovery as one list: what its `_slurp_changelogs` does per
+        record (offsets, buffers flushed at the same sizes, recovery end, standbys ready), once per fetch.
+        False (nothing done) where that loop would differ: a partition it does not track, a table with a changelog
+        callback, events still in its queue or one of this partition's not yet applied (they come first)."""
+        recovery = self.app.tables.recovery
+        table = recovery.tp_to_table.get(tp)
+        active = tp in recovery.active_tps
+        if (table is None or table._on_changelog_event is not None or not (active or tp in recovery.standby_tps)
+                or not self.app.tables.changelog_queue.empty()
+                or not (self.flow_active and self.app.consumer_generation_id == generation)):
+            return False
+        offsets = recovery.active_offsets if active else recovery.standby_offsets
+        queued = self._queued.get(tp)
+        if queued is not None:
+            seen = offsets.get(tp, None)
+            if seen is None or seen < queued:
+                return False
+            del self._queued[tp]
+        now = monotonic()
+        bufsize = recovery.buffer_sizes.get(tp)
+        if bufsize is None:
+            bufsize = recovery.buffer_sizes[tp] = table.recovery_buffer_size if active else table.standby_buffer_size
+            if not active:
+                recovery._standby_events_received_at[tp] = now
+        if active:
+            recovery._active_events_received_at[tp] = now
+        buffer = recovery.buffers[table]
+        seen, read, applied = offsets.get(tp, None), self._read_offset[tp], 0
+        for record in fetched:
+            offset = record.offset
+            if read is not None and offset < read:
+                continue
+            if seen is None or offset > seen:
+                seen = offsets[tp] = offset
+                applied += 1
+                buffer.append(_Applied(tp, record.partition, offset, record.key, record.value))
+                if len(buffer) >= bufsize:
+                    table.apply_changelog_batch(buffer)
+                    buffer.clear()
+                    recovery._last_flush_at = now
+            read = self._read_offset[tp] = offset
+        if active and applied:  # the samples of its remaining-time estimate: the fetch's time spread over its records
+            done, last, samples = monotonic(), recovery._last_active_event_processed_at, recovery._processing_times
+            if last is not None:
+                samples.extend([(done - last) / applied] * min(applied, recovery.num_samples_required_for_estimate))
+                while len(samples) > recovery.num_samples_required_for_estimate:
+                    samples.popleft()
+            recovery._last_active_event_processed_at = done
+        if recovery.in_recovery and not recovery.need_recovery():
+            recovery.flush_buffers()
+            recovery._set_recovery_ended()
+            if recovery._actives_span is not None:
+                recovery._actives_span.set_tag("Actives-Ready", True)
+            recovery.signal_recovery_end.set()
+        if not (recovery._standbys_span is None and recovery.tables.standbys_ready) \
+                and not recovery.standby_remaining_total():
+            if recovery._standbys_span:
+                finish_span(recovery._standbys_span)
+                recovery._standbys_span = None
+            recovery.tables.on_standbys_ready()
         return True
 
     async def _handle(self, batch: Records) -> None:

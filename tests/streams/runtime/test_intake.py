@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 from types import SimpleNamespace
 
+from aiokafka.structs import ConsumerRecord
 from faust.transport.consumer import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
@@ -14,7 +16,9 @@ from intervaltree import IntervalTree
 from rules.simulator import Simulation
 from streams.runtime import intake
 from streams.runtime.intake import BatchConsumer, in_order
+from streams.runtime.app import create_app
 from streams.runtime.processor import Processor
+from streams.runtime.settings import Settings
 from tests.streams.runtime.test_processor import PARTITIONS, TOPICS, Tables, engine, messages, scenario_events
 
 INPUTS = (TOPICS.clock, *(topic for topic in TOPICS.inputs if topic != TOPICS.clock))  # as streams/runtime/app.py
@@ -148,3 +152,84 @@ def test_the_recoverys_seek_takes_input_partitions_nothing_was_committed_on_back
     committed = asyncio.run(consumer.seek_to_committed())
     assert committed[read] == 7
     assert sought == {clock: 0, fresh: 0, read: 7}  # the changelog's position is the recovery's own
+
+
+def changelog(partition: int, count: int, seed: int) -> list[ConsumerRecord]:
+    """A table changelog as a fetch returns it: keys written again and deleted, offsets skipped (compaction)."""
+    rng, offset, records = random.Random(seed), -1, []
+    for _ in range(count):
+        offset += rng.choice((1, 1, 1, 2, 7))
+        key = f"account-{rng.randrange(count // 3)}".encode()
+        value = None if rng.random() < 0.05 else rng.randbytes(rng.randrange(1, 80))
+        records.append(ConsumerRecord(CHANGELOG, partition, offset, 1_000 + offset, 0, key, value, None,
+                                      len(key), len(value or b""), []))
+    return records
+
+
+CHANGELOG = "restore-test-dunning-accounts-changelog"
+ACTIVE, STANDBY = TP(CHANGELOG, 0), TP(CHANGELOG, 1)
+
+
+async def restore(state_dir, fetches: list[tuple[TP, list[ConsumerRecord]]], batched: bool):
+    """A recovery of partition 0 (active) and a standby copy of partition 1 of the worker's accounts table, from
+    `fetches`: through Faust's changelog queue and Recovery's loop, or handed to it per fetch (`batched`). Returns
+    every key and value of both stores (the persisted offsets with them), and Recovery's bookkeeping."""
+    app = create_app(Settings(app_id="restore-test", state_dir=state_dir, partitions=2), engine())
+    app.consumer_generation_id = 1
+    table, recovery = app.tables["dunning-accounts"], app.tables.recovery
+    for tp, role in ((ACTIVE, "active"), (STANDBY, "standby")):
+        recovery.tp_to_table[tp] = table
+        getattr(recovery, f"{role}_tps").add(tp)
+        getattr(recovery, f"{role}_offsets")[tp] = -1  # as Recovery._build_offsets for an empty store
+        getattr(recovery, f"{role}_highwaters")[tp] = max(r.offset for t, fetched in fetches if t == tp
+                                                          for r in fetched)
+    recovery._set_recovery_started()
+    app.flow_control.resume()  # as Recovery does before the changelogs are read
+    queue, channel = app.tables.changelog_queue, table.changelog_topic.clone_using_queue(app.tables.changelog_queue)
+
+    async def conductor(message):  # what Faust's Conductor does with a changelog message: decode it, queue it
+        await queue.put(await channel.decode(message, propagate=True))
+
+    async def first(awaitable, _suspended):
+        await awaitable
+
+    consumer = SimpleNamespace(app=app, flow_active=True, _read_offset=defaultdict(lambda: None), _queued={},
+                               callback=conductor, wait_first=first, suspend_flow=SimpleNamespace(wait=lambda: None))
+    consumer._to_message = lambda tp, record: BatchConsumer._to_message(consumer, tp, record)
+    slurp = asyncio.ensure_future(type(recovery)._slurp_changelogs(recovery))
+    for tp, fetched in fetches:
+        if batched:
+            assert BatchConsumer._into_recovery(consumer, tp, fetched, 1)
+        else:
+            assert await BatchConsumer._one_by_one(consumer, tp, fetched, 1)
+    while not queue.empty() or recovery.in_recovery:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    slurp.cancel()
+    stores = {partition: list(table.data._db_for_partition(partition).items()) for partition in (0, 1)}
+    buffered = [(event.message.tp, event.message.offset) for event in recovery.buffers[table]]
+    return stores, (dict(recovery.active_offsets), dict(recovery.standby_offsets), buffered,
+                    recovery.in_recovery, app.tables.standbys_ready)
+
+
+def test_a_restore_handed_to_faust_per_fetch_ends_as_faust_restores_record_by_record(tmp_path):
+    active, standby = changelog(0, 3_500, seed=1), changelog(1, 730, seed=2)
+    fetches = [(ACTIVE, active[:900]), (STANDBY, standby[:300]), (ACTIVE, active[850:2_100]),  # some seen again
+               (ACTIVE, active[2_100:]), (STANDBY, standby[300:])]  # the standby's end after the recovery's
+    by_faust = asyncio.run(restore(tmp_path / "faust", fetches, batched=False))
+    batched = asyncio.run(restore(tmp_path / "batched", fetches, batched=True))
+    assert batched == by_faust
+    stores, (active_offsets, standby_offsets, buffered, in_recovery, standbys_ready) = batched
+    assert active_offsets[ACTIVE] == active[-1].offset and standby_offsets[STANDBY] == standby[-1].offset
+    assert not in_recovery and standbys_ready
+    assert len(stores[0]) > 900 and len(stores[1]) > 100
+    assert len(buffered) == 30  # the standby's last records wait for a full write batch (standby_buffer_size 100)
+
+
+def test_a_changelog_partition_whose_records_went_to_faust_s_queue_stays_on_it_until_recovery_has_them():
+    recovery = SimpleNamespace(tp_to_table={ACTIVE: SimpleNamespace(_on_changelog_event=None)},
+                               active_tps={ACTIVE}, standby_tps=set(), active_offsets={ACTIVE: 41})
+    app = SimpleNamespace(tables=SimpleNamespace(recovery=recovery, changelog_queue=asyncio.Queue()),
+                          consumer_generation_id=1)
+    consumer = SimpleNamespace(app=app, flow_active=True, _queued={ACTIVE: 42})
+    assert not BatchConsumer._into_recovery(consumer, ACTIVE, changelog(0, 10, seed=3), 1)
