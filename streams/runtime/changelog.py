@@ -16,20 +16,7 @@ from typing import Iterable, Iterator
 import faust
 from faust.types import TP
 
-
-@dataclass(slots=True)
-class _Applied:
-    """An acknowledged changelog record, shaped as the store reads a changelog event (event.message.<field>)."""
-
-    tp: TP
-    partition: int
-    offset: int
-    key: bytes
-    value: bytes
-
-    @property
-    def message(self) -> "_Applied":
-        return self
+from streams.runtime.intake import Applied, active_items, open_dbs, partition_db, raw_producer
 
 
 def _same(value: bytes) -> bytes:
@@ -48,7 +35,7 @@ async def send_batched(app: faust.App, records: Iterable[tuple[str, int, bytes, 
     by_partition: dict[tuple[str, int], list[tuple[bytes, bytes]]] = {}
     for topic, partition, key, value in records:
         by_partition.setdefault((topic, partition), []).append((key, value))
-    producer = app.producer._ensure_producer()  # aiokafka's, under Faust's producer
+    producer = raw_producer(app)
     sent = []  # (topic, partition, the records in one batch, its future)
     for (topic, partition), pending in by_partition.items():
         while pending:
@@ -70,7 +57,7 @@ async def write_table(app: faust.App, table: faust.Table, writes: Iterable[tuple
     sent = await send_batched(app, ((topic, partition, key, value) for key, value, partition in writes))
     if sent:
         table.data.apply_changelog_batch(
-            [_Applied(TP(topic, partition), partition, meta.offset + n, key, value)
+            [Applied(TP(topic, partition), partition, meta.offset + n, key, value)
              for _, partition, records, meta in sent for n, (key, value) in enumerate(records)],
             to_key=_same, to_value=_same)
 
@@ -96,14 +83,12 @@ class StoreReader:
 
     def handles(self) -> list[object]:
         """The RocksDB handles of every store open now (one per partition, standby copies included)."""
-        return list(self._table.data._dbs.values())
+        return open_dbs(self._table.data)
 
     def items(self) -> Iterator[tuple[str, bytes]]:
         """Every (key, value) of the partitions this worker owns (active ones; standby copies are not its own)."""
-        store = self._table.data
-        for db in store._dbs_for_actives():
-            for key, value in store._visible_items(db):
-                yield key.decode(), value
+        for key, value in active_items(self._table.data):
+            yield key.decode(), value
 
 
 @dataclass(slots=True)
@@ -112,5 +97,4 @@ class _PartitionStore:
     partition: int
 
     def get(self, key: str) -> bytes | None:
-        # looked up each time: Faust drops a revoked partition's handle and opens it again when it comes back
-        return self.table.data._db_for_partition(self.partition).get(key.encode())
+        return partition_db(self.table.data, self.partition).get(key.encode())

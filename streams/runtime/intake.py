@@ -20,7 +20,8 @@ An input partition nothing was committed on yet is sought back to its start as w
 a committed offset): else what a fetch returned during a takeover was lost, and a dead worker's partitions never
 saw the ticks published before the rebalance (issue 19).
 
-It stands on private Faust methods: PINNED and FAUST_SOURCES say which versions and which source it was proven
+It is the one module that stands on private Faust methods (streams.runtime.changelog reaches the stores and
+the producer through the accessors at its end): PINNED and FAUST_SOURCES say which versions and which source it was proven
 on, and tests/streams/runtime/test_intake.py fails when another is installed.
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ import asyncio
 import hashlib
 import heapq
 import inspect
+from dataclasses import dataclass
 from time import monotonic
 from importlib import metadata
 from typing import Any, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
@@ -37,7 +39,6 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 from faust.types import TP
 from faust.utils.tracing import finish_span
 
-from streams.runtime.changelog import _Applied
 from streams.runtime.processor import Source
 
 PINNED = {"faust-streaming": "0.15.3", "mode-streaming": "0.7.1", "aiokafka": "0.14.0"}
@@ -64,11 +65,12 @@ FAUST_SOURCES = {
     "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._fetch_records": "39a2c6c79fc1455a",
     "faust.app.base:App._on_partitions_revoked": "d5c895bbe57dc73a",
     "faust.stores.rocksdb:Store.apply_changelog_batch": "ea3344d369fc4ab5",
-    # streams.runtime.changelog.StoreReader reads the stores directly (and their _dbs, one handle per partition)
+    # the store accessors at the end, for streams.runtime.changelog (and the stores' _dbs, one handle per partition)
     "faust.stores.rocksdb:Store._db_for_partition": "cb7e67d5f9efc4bc",
     "faust.stores.rocksdb:Store._dbs_for_actives": "28ffca271cde5b06",
     "faust.stores.rocksdb:Store._visible_items": "545dc16a2b25e4a4",
     "aiokafka.producer.producer:AIOKafkaProducer.send_batch": "bf42b0f0c5c0646d",
+    "faust.transport.drivers.aiokafka:Producer._ensure_producer": "5592a4bbdf251325",
     # BatchConsumer._into_recovery does per fetch what this loop does per changelog record, with what it calls;
     # the queue is the changelog records' only way to it, and the recovery waits for the end it signals
     "faust.tables.recovery:Recovery._slurp_changelogs.fun": "7825c7e50f766d5a",
@@ -285,7 +287,7 @@ class BatchConsumer(Consumer):
             if seen is None or offset > seen:
                 seen = offsets[tp] = offset
                 applied += 1
-                buffer.append(_Applied(tp, record.partition, offset, record.key, record.value))
+                buffer.append(Applied(tp, record.partition, offset, record.key, record.value))
                 if len(buffer) >= bufsize:
                     table.apply_changelog_batch(buffer)
                     buffer.clear()
@@ -352,3 +354,42 @@ def install(app: Any, inputs: Iterable[str], handler: Handler, failed: Callable[
         "handler": staticmethod(handler), "failed": staticmethod(failed), "inputs": frozenset(inputs)})
     app.transport.Consumer = consumer_class
     app.topics.add(app.topic(*inputs, key_serializer="raw", value_serializer="raw", acks=True))
+
+
+@dataclass(slots=True)
+class Applied:
+    """A changelog record (one the broker acknowledged, or one fetched for the recovery), shaped as the store reads
+    a changelog event (event.message.<field>)."""
+
+    tp: TP
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes
+
+    @property
+    def message(self) -> "Applied":
+        return self
+
+
+# The stores and the producer as streams.runtime.changelog writes and reads them: their private parts stay here.
+
+def raw_producer(app: Any) -> Any:
+    """aiokafka's producer under Faust's (its record batches: one per partition, not a send per key)."""
+    return app.producer._ensure_producer()
+
+
+def partition_db(store: Any, partition: int) -> Any:
+    """The RocksDB handle of one partition's store (Faust opens it again after a revocation: look it up each time)."""
+    return store._db_for_partition(partition)
+
+
+def open_dbs(store: Any) -> list[Any]:
+    """The RocksDB handles open now, one per partition, standby copies included."""
+    return list(store._dbs.values())
+
+
+def active_items(store: Any) -> Iterator[tuple[bytes, bytes]]:
+    """Every raw (key, value) of the partitions the worker owns (active ones, not its standby copies)."""
+    for db in store._dbs_for_actives():
+        yield from store._visible_items(db)
