@@ -14,10 +14,10 @@ from streams.runtime.processor import partition_for
 pytestmark = pytest.mark.broker
 
 INVOICE = (b'{"event_id":"dl-ok-1","type":"invoice.issued","account_id":"DL1",'
-           b'"occurred_at":"2026-10-01T10:00:00+08:00","invoice_id":"DL1-I1","amount":"300.00","currency":"CNY",'
-           b'"due_date":"2026-10-03"}')
+           b'"occurred_at":"2026-11-05T10:00:00+08:00","invoice_id":"DL1-I1","amount":"300.00","currency":"CNY",'
+           b'"due_date":"2026-11-07"}')
 FAILED = (b'{"event_id":"dl-ok-2","type":"payment.failed","account_id":"DL1",'
-          b'"occurred_at":"2026-10-01T11:00:00+08:00","payment_id":"DL1-P1","amount":"300.00","currency":"CNY",'
+          b'"occurred_at":"2026-11-05T11:00:00+08:00","payment_id":"DL1-P1","amount":"300.00","currency":"CNY",'
           b'"invoice_id":"DL1-I1","reason":"insufficient_funds"}')
 
 
@@ -27,7 +27,7 @@ def test_bad_messages_are_dead_lettered_and_processing_goes_on(namespace, worker
     home = partition_for("DL1", namespace.partitions)
     wrong = (home + 1) % namespace.partitions
     exploded = json.dumps({"event_id": "dl-3", "type": "invoice.exploded", "account_id": "DL1",
-                           "occurred_at": "2026-10-01T10:00:00+08:00"}).encode()
+                           "occurred_at": "2026-11-05T10:00:00+08:00"}).encode()
     float_amount = INVOICE.replace(b'"amount":"300.00"', b'"amount":300.5').replace(b"dl-ok-1", b"dl-5")
     long_id = INVOICE.replace(b'"DL1-I1"', b'"' + b"I" * 5000 + b'"').replace(b"dl-ok-1", b"dl-9")  # over 200
     bad = [  # reason, topic, key, value, explicit partition (None: murmur2 of the key, like a Java producer)

@@ -20,8 +20,8 @@ def invoice(account: str, event_id: str, padding: int, amount: object = "300.00"
     """An invoice.issued with `padding` random characters of extra field (kept and ignored, like an invoice's line
     items), which the worker's lz4 does not compress."""
     event = {"event_id": event_id, "type": "invoice.issued", "account_id": account,
-             "occurred_at": "2026-10-01T10:00:00+08:00", "invoice_id": f"{account}-I1", "amount": amount,
-             "currency": "CNY", "due_date": "2026-10-03", "lines": os.urandom(padding // 2 + 1).hex()[:padding]}
+             "occurred_at": "2026-11-05T10:00:00+08:00", "invoice_id": f"{account}-I1", "amount": amount,
+             "currency": "CNY", "due_date": "2026-11-07", "lines": os.urandom(padding // 2 + 1).hex()[:padding]}
     return json.dumps(event).encode()
 
 

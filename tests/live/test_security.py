@@ -30,10 +30,10 @@ STORE_PASSWORD = "keystore-secret"
 KEYTOOL = shutil.which("keytool") or str(Path(os.environ.get("JAVA_HOME", "/nonexistent")) / "bin" / "keytool")
 
 INVOICE = (b'{"event_id":"sec-1","type":"invoice.issued","account_id":"SEC1",'
-           b'"occurred_at":"2026-10-01T10:00:00+08:00","invoice_id":"SEC1-I1","amount":"300.00","currency":"CNY",'
-           b'"due_date":"2026-10-03"}')
+           b'"occurred_at":"2026-11-05T10:00:00+08:00","invoice_id":"SEC1-I1","amount":"300.00","currency":"CNY",'
+           b'"due_date":"2026-11-07"}')
 FAILED = (b'{"event_id":"sec-2","type":"payment.failed","account_id":"SEC1",'
-          b'"occurred_at":"2026-10-01T11:00:00+08:00","payment_id":"SEC1-P1","amount":"300.00","currency":"CNY",'
+          b'"occurred_at":"2026-11-05T11:00:00+08:00","payment_id":"SEC1-P1","amount":"300.00","currency":"CNY",'
           b'"invoice_id":"SEC1-I1","reason":"invalid_payment_method"}')
 
 
