@@ -213,6 +213,7 @@ def changed_ruleset(path: Path) -> Path:
     rules["overdue-day-10"] = ("overdue-day-10\n    when: {days_past_due: 10}\n"
                                "    emit: {kind: reminder, channel: email, template: overdue}\n")
     path.write_text("\n  - id: ".join([header, *reversed([block.rstrip("\n") + "\n" for block in rules.values()])]))
+    shutil.copytree(DEFAULT_RULES.parent / "calendars", path.parent / "calendars")  # its blackout, beside it
     return path
 
 
