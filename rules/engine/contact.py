@@ -142,28 +142,28 @@ class ContactPolicy:
     def openings(self, state: AccountState, since: datetime, zone: ZoneInfo) -> list[datetime]:
         """When a channel's window or the customer's hours next open, or a quiet period ends, after `since`: a
         waiting notice may go then."""
-        local = since.astimezone(zone)
-        found = []
+        found: list[datetime | None] = []
         talked = state.conversation_at
         if talked is not None:
             found.extend(talked + policy.quiet_after_conversation for policy in self.channels.values()
                          if policy.quiet_after_conversation and talked + policy.quiet_after_conversation > since)
         for policy in self.channels.values():
-            if policy.window is None:
-                continue
-            for ahead in range(WEEK_DAYS + 1):
-                day = local.date() + timedelta(days=ahead)
-                window = policy.window_on(day.weekday())
-                opening = None if window is None else datetime.combine(day, window.start, tzinfo=zone)
-                if opening is not None and opening > since:
-                    found.append(opening)
-                    break
+            if policy.window is not None:
+                windows = (policy.window_on(weekday) for weekday in range(7))
+                found.append(_next_opening(since, zone, [None if window is None else window.start
+                                                          for window in windows]))
         for days in state.contact_hours.values():
-            for ahead in range(WEEK_DAYS + 1):
-                day = local.date() + timedelta(days=ahead)
-                span = days[day.weekday()]
-                opening = datetime.combine(day, time(*divmod(span[0], 60)), tzinfo=zone) if span else None
-                if opening is not None and opening > since:
-                    found.append(opening)
-                    break
-        return found
+            found.append(_next_opening(since, zone, [time(*divmod(span[0], 60)) if span else None for span in days]))
+        return [opening for opening in found if opening is not None]
+
+
+def _next_opening(since: datetime, zone: ZoneInfo, starts: list[time | None]) -> datetime | None:
+    """The first opening after `since` within a week, `starts` being each weekday's opening (None: closed)."""
+    first = since.astimezone(zone).date()
+    for ahead in range(WEEK_DAYS + 1):
+        day = first + timedelta(days=ahead)
+        start = starts[day.weekday()]
+        opening = None if start is None else datetime.combine(day, start, tzinfo=zone)
+        if opening is not None and opening > since:
+            return opening
+    return None

@@ -78,9 +78,9 @@ def faust_settings(settings: Settings) -> dict[str, object]:
         # Faust 0.15.3 drops the records a fetch in flight at a rebalance returns while the flow is stopped,
         # then seeks only partitions with a committed offset back. When that fetch returned after the recovery
         # had sought a changelog partition to its start, those records were gone and the recovery waited for
-        # them forever; in the same runs a tick published during a takeover was lost (tests/live/
-        # test_scale_out.py failed about 1 run in 8 either way). Letting the in-flight fetch end (the
-        # consumer's getmany timeout is 1 s) before the recovery seeks closed both: 0 failures in 16 runs.
+        # them forever (tests/live/test_scale_out.py failed about 1 run in 8). Letting the in-flight fetch end
+        # (the consumer's getmany timeout is 1 s) before the recovery seeks closed that: 0 failures in 16 runs.
+        # The input partitions' side of the same drop is the intake's seek_to_committed (streams/runtime/intake.py).
         stream_recovery_delay=2.0,
     )
 

@@ -52,7 +52,8 @@ def test_two_workers_split_the_partitions_and_take_over(namespace, workers, kcat
 
     a, b = workers("a", start=False), workers("b", start=False)
     a.start(wait=False), b.start(wait=False)
-    a.wait_ready(), b.wait_ready()
+    a.wait_ready()
+    b.wait_ready()
     shares = wait_assignment(probe, [a, b])
     print("split:", shares)
     publisher.run(segments[0], [a, b])
@@ -101,7 +102,8 @@ def test_ticks_published_before_a_takeover_reach_the_dead_workers_partitions(sta
     for worker in (a, b):
         worker.env["DUNNING_STANDBY_REPLICAS"] = str(standbys)
         worker.start(wait=False)
-    a.wait_ready(), b.wait_ready()
+    a.wait_ready()
+    b.wait_ready()
     shares = wait_assignment(probe, [a, b])
     publisher.run(plan[:-1], [a, b])
     b.kill()
