@@ -126,6 +126,16 @@ class Broker:
         found = await self.admin.list_consumer_group_offsets(group, self._coordinators[group], partitions)
         return {tp: max(0, found[tp].offset) if tp in found else 0 for tp in partitions}
 
+    async def commit_empty_group(self, group: str, offsets: dict[TopicPartition, int]) -> None:
+        """Commits `offsets` for a group that has no member yet (the broker refuses outsiders once it has)."""
+        member = AIOKafkaConsumer(**self.options, group_id=group, enable_auto_commit=False)
+        await member.start()
+        try:
+            member.assign(list(offsets))
+            await member.commit(offsets)
+        finally:
+            await member.stop()
+
     async def topic_bytes(self, topic: str, partitions: int) -> tuple[int, int]:
         """Records on a topic and the sum of their key and value bytes, read from the beginning to the end."""
         tps = [TopicPartition(topic, p) for p in range(partitions)]

@@ -36,7 +36,7 @@ import loops
 import report
 from broker import TABLES, Broker, Run, changelog
 from failover import run_failover
-from procs import start_naive_agent, start_worker, timed
+from procs import hold_until_joined, start_naive_agent, start_worker, timed
 from states import simulate, state_sizes
 from streams.generators.generate import generate, to_jsonl_bytes
 from streams.runtime.settings import Settings
@@ -111,8 +111,11 @@ async def measure(sizes: Sizes, bootstrap: str, workdir: Path, began: float, pro
                                                   sizes.timeout, profile)
             log(f"d1_worker: {throughput['d1_worker']['events_per_s']:,} events/s", began)
             two = contender("d2-workers")
-            throughput["d2_workers"] = await timed(broker, two, partitions, [
-                start_worker(two, workdir, f"d2-worker-{n}") for n in (1, 2)], sizes.timeout)
+            # both in the group before there is anything to read: the input again, after its first copy
+            await broker.commit_empty_group(two.app_id, await broker.end_offsets(partitions))
+            pair = [start_worker(two, workdir, f"d2-worker-{n}", DUNNING_SESSION_TIMEOUT="60") for n in (1, 2)]
+            opened = await hold_until_joined(two, pair, lambda: broker.prefill(inputs, lines), sizes.timeout)
+            throughput["d2_workers"] = await timed(broker, two, partitions, pair, sizes.timeout, opened_at=opened)
             log(f"d2_workers: {throughput['d2_workers']['events_per_s']:,} events/s", began)
             for name in ("c0_empty_faust", "c_naive_faust", "d1_worker", "d2_workers"):
                 result["peak_rss_mb"][name] = throughput[name].pop("peak_rss_mb")

@@ -5,7 +5,8 @@ after an assignment and the table recovery that goes with it; it starts fetching
 contender opens at the latest such line of any of its processes (so start-up, joining the group, any later
 rebalance and the recoveries are all before it) and closes when the broker reports the group's committed
 offsets at the end of every input partition (polled every 0.1 s). The events counted are those the group had
-not committed when the window opened.
+not committed when the window opened. Two workers are held instead (hold_until_joined): the window opens when
+both, in one generation, are let go onto input written while they were paused.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Awaitable, Callable
 
 from aiokafka import TopicPartition
 
@@ -149,15 +151,19 @@ def cpu_clocks(procs: list[Proc], broker_pid: int | None) -> dict[str, float]:
 
 
 async def timed(broker: Broker, settings: Settings, partitions: list[TopicPartition], procs: list[Proc],
-                timeout: float, profile: Path | None = None) -> dict:
+                timeout: float, profile: Path | None = None, opened_at: float | None = None) -> dict:
     """Times a contender's processes through the input (see the module's docstring), then stops them. With
     `profile`, py-spy samples the first process from its first "Worker ready" on, into that file (collapsed
-    stacks, as flamegraph tools and speedscope read them)."""
+    stacks, as flamegraph tools and speedscope read them). `opened_at` opens the window at that moment instead
+    (the processes were held until then: see `hold_until_joined`)."""
     spy: subprocess.Popen | None = None
     broker_pid = local_broker_pid(settings.bootstrap_servers)
     try:
+        start = await broker.committed(settings.app_id, partitions)  # 0s, or where a held group was set to begin
         ends = await broker.end_offsets(partitions)
         samples: list[tuple[float, int, dict[str, float]]] = []  # (time, committed messages, cpu_clocks)
+        if opened_at:  # held until then: nothing more was committed
+            samples.append((opened_at, sum(start.values()), cpu_clocks(procs, broker_pid)))
 
         async def caught_up() -> bool:
             nonlocal spy
@@ -167,18 +173,21 @@ async def timed(broker: Broker, settings: Settings, partitions: list[TopicPartit
                 spy = procs[0].spy(profile)
             committed = await broker.committed(settings.app_id, partitions)
             samples.append((time.time(), sum(committed.values()), cpu_clocks(procs, broker_pid)))
-            return all(committed[tp] >= ends[tp] for tp in partitions)
+            # a process still starting when the others have caught up has not opened the window yet
+            return all(committed[tp] >= ends[tp] for tp in partitions) and \
+                all(proc.logged(STREAMS_RESUMED) for proc in procs)
 
         await wait_until(caught_up, timeout, f"{settings.app_id} to commit every input message")
         closed, _, cpu_closed = samples[-1]
-        opened = max(proc.logged(STREAMS_RESUMED)[-1] for proc in procs)
+        opened = opened_at or max(proc.logged(STREAMS_RESUMED)[-1] for proc in procs)
         at, committed, cpu_opened = [s for s in samples if s[0] <= opened][-1]
     finally:
         for proc in procs:
             proc.stop()
         if spy:
             spy.wait(timeout=60)  # it writes the profile when the process it samples has gone
-    total, seconds = sum(ends.values()), closed - opened
+    total, seconds = sum(ends.values()) - sum(start.values()), closed - opened
+    committed -= sum(start.values())
     return {
         "messages": total, "counted": total - committed, "seconds": round(seconds, 3),
         "events_per_s": round((total - committed) / seconds),
@@ -188,3 +197,40 @@ async def timed(broker: Broker, settings: Settings, partitions: list[TopicPartit
         "cpu_cores": {name: round((cpu_closed[name] - cpu_opened[name]) / (closed - at), 2) for name in cpu_closed},
         "peak_rss_mb": [proc.peak_rss_mb for proc in procs],
     }
+
+
+_JOINED = re.compile(rb"Joined group .* \(generation (\d+)\)")
+
+
+def settled(procs: list[Proc]) -> bool:
+    """Whether every process joined the same (latest) generation of the group and resumed its streams after it."""
+    generations = set()
+    for proc in procs:
+        lines = proc.log_path.read_bytes().splitlines()
+        joined = [n for n, line in enumerate(lines) if _JOINED.search(line)]
+        if not joined or not any(STREAMS_RESUMED in line for line in lines[joined[-1]:]):
+            return False
+        generations.add(_JOINED.search(lines[joined[-1]]).group(1))
+    return len(generations) == 1
+
+
+async def hold_until_joined(settings: Settings, procs: list[Proc], fill: Callable[[], Awaitable[object]],
+                            timeout: float) -> float:
+    """Lets processes started together on input their group is set to skip (its committed offsets at the end,
+    Broker.commit_empty_group) join one generation and settle, pauses them (SIGSTOP), has `fill` write the input
+    they are to read, and lets them go (SIGCONT); returns that moment. Unheld, the first to join could do a
+    small input alone: the group's next rebalance waits for its next heartbeat (3 s)."""
+    async def ready() -> bool:
+        for proc in procs:
+            proc.check_alive()
+        return settled(procs)
+
+    await wait_until(ready, timeout, f"{settings.app_id}'s processes to join one generation")
+    for proc in procs:
+        proc.proc.send_signal(signal.SIGSTOP)
+    try:
+        await fill()
+    finally:
+        for proc in procs:
+            proc.proc.send_signal(signal.SIGCONT)
+    return time.time()

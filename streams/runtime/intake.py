@@ -235,14 +235,18 @@ class BatchConsumer(Consumer):
             self.failed(exc)
             raise
 
+    def _unchanged_since(self, generation: int) -> bool:
+        """Whether the flow still runs in `generation`: what was fetched under it may be applied (changelogs)."""
+        return self.flow_active and self.app.consumer_generation_id == generation
+
     def _current(self, generation: int) -> bool:
-        """Whether records fetched under `generation` may still be handled."""
-        return self.flow_active and not self._held and self.app.consumer_generation_id == generation
+        """Whether input records fetched under `generation` may still be handled (no revocation holds them)."""
+        return self._unchanged_since(generation) and not self._held
 
     async def _one_by_one(self, tp: TP, fetched: Sequence[Any], generation: int) -> bool:
         """Faust's own path for a changelog's records (recovery, standbys): the callback per message."""
         for record in fetched:
-            if not (self.flow_active and self.app.consumer_generation_id == generation):
+            if not self._unchanged_since(generation):
                 return False
             offset, read = record.offset, self._read_offset[tp]
             if read is not None and offset < read:
@@ -261,7 +265,7 @@ class BatchConsumer(Consumer):
         active = tp in recovery.active_tps
         if (table is None or table._on_changelog_event is not None or not (active or tp in recovery.standby_tps)
                 or not self.app.tables.changelog_queue.empty()
-                or not (self.flow_active and self.app.consumer_generation_id == generation)):
+                or not self._unchanged_since(generation)):
             return False
         offsets = recovery.active_offsets if active else recovery.standby_offsets
         queued = self._queued.get(tp)

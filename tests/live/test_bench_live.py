@@ -38,6 +38,8 @@ def test_quick_bench_writes_every_figure(kafka_bootstrap: str, tmp_path: Path) -
     for name in CONTENDERS:
         contender = result["throughput"][name]
         assert contender["messages"] == messages and contender["events_per_s"] > 0, (name, contender)
+    # the two workers were held until both had joined: every event is in their window, none done by one alone
+    assert result["throughput"]["d2_workers"]["counted"] == messages
     for name in CONTENDERS[2:]:  # the Faust processes: start-up measured and left out of the window
         assert result["throughput"][name]["startup_excluded_s"] > 0
         assert result["peak_rss_mb"][name] and all(result["peak_rss_mb"][name])

@@ -196,6 +196,7 @@ async def restore(state_dir, fetches: list[tuple[TP, list[ConsumerRecord]]], bat
     consumer = SimpleNamespace(app=app, flow_active=True, _read_offset=defaultdict(lambda: None), _queued={},
                                callback=conductor, wait_first=first, suspend_flow=SimpleNamespace(wait=lambda: None))
     consumer._to_message = lambda tp, record: BatchConsumer._to_message(consumer, tp, record)
+    consumer._unchanged_since = lambda generation: BatchConsumer._unchanged_since(consumer, generation)
     slurp = asyncio.ensure_future(type(recovery)._slurp_changelogs(recovery))
     for tp, fetched in fetches:
         if batched:
@@ -232,4 +233,5 @@ def test_a_changelog_partition_whose_records_went_to_faust_s_queue_stays_on_it_u
     app = SimpleNamespace(tables=SimpleNamespace(recovery=recovery, changelog_queue=asyncio.Queue()),
                           consumer_generation_id=1)
     consumer = SimpleNamespace(app=app, flow_active=True, _queued={ACTIVE: 42})
+    consumer._unchanged_since = lambda generation: BatchConsumer._unchanged_since(consumer, generation)
     assert not BatchConsumer._into_recovery(consumer, ACTIVE, changelog(0, 10, seed=3), 1)
