@@ -1,5 +1,5 @@
-"""Contact rules against the real broker: the delivery-receipt scenarios (60-62), the cease request (66), the shared
-call cap (64), the quiet period (65) and customers' contact hours (67) published with `dunning publish --tick 1h`
+"""Contact rules against the real broker: the delivery-receipt scenarios (60-62), the cease request (66), a Saturday, a
+Sunday and a holiday (63), the shared call cap (64), the quiet period (65) and customers' contact hours (67) published with `dunning publish --tick 1h`
 (receipts to notifications.receipts, collectors' records to collections.arrangements) to a worker give the
 simulator's notices, audit trail and states, and the simulator's are the scenario files' expected lines."""
 from __future__ import annotations
@@ -62,3 +62,14 @@ def test_customer_contact_hours_live(namespace, workers, kcat, probe, tmp_path):
     trail = replay(("67-customer-contact-hours",), REPO / "rules" / "default.yaml", namespace, workers, kcat, probe,
                    tmp_path)
     assert any('"waited_for":"contact_window, customer_hours"' in line for line in trail)
+
+
+@pytest.mark.live_namespace(commit_interval=0.1)
+def test_weekend_and_holiday_deferrals_live(namespace, workers, kcat, probe, tmp_path):
+    """The SMS window of a Saturday, none on Sunday, and National Day from the calendar file the ruleset names
+    (read relative to the ruleset by the worker, as by the simulator): reminders wait, a paid account's are withdrawn."""
+    trail = replay(("63-weekend-and-holiday",), SCENARIOS / "63-weekend-and-holiday" / "contact.yaml", namespace,
+                   workers, kcat, probe, tmp_path)
+    waited = " ".join(line for line in trail if '"waited_for"' in line)
+    assert "channel_window" in waited and "blackout" in waited
+    assert sum('"decision.withdrawn"' in line for line in trail) == 2
