@@ -126,7 +126,8 @@ def create_app(settings: Settings, engine: Engine | PolicyEngine) -> faust.App:
     # ties on a record timestamp: the clock first (streams/runtime/intake.py: in_order)
     inputs = (clock_topic, *(topic for topic in settings.topic.inputs if topic != clock_topic))
     processor = Processor(engine, settings.topic, settings.partitions, settings.check_partitioning,
-                          cached_accounts=settings.cached_accounts)
+                          cached_accounts=settings.cached_accounts,
+                          cached_stored_bytes=int(settings.cached_accounts_stored_mb * 2**20))
 
     def owned_partitions() -> set[int]:
         try:

@@ -114,7 +114,8 @@ class BatchResult:
 
 class Processor:
     def __init__(self, engine: Engine, topics: TopicNames, partitions: int, check_partitioning: bool = True,
-                 dead_letter_limit: int = MAX_REQUEST_BYTES // 4, cached_accounts: int = 0):
+                 dead_letter_limit: int = MAX_REQUEST_BYTES // 4, cached_accounts: int = 0,
+                 cached_stored_bytes: int | None = None):
         self.engine = engine
         self.schedule = Schedule(engine)  # the policies in force over logical time (streams/runtime/rulesets.py)
         self._engines: dict[int, Engine | PolicyEngine] = {}  # the policy each partition runs now
@@ -128,10 +129,15 @@ class Processor:
         self._wake_at: dict[str, float] = {}  # each indexed account's current wakeup; other heap entries are stale
         self._batch = BatchResult()
         self._states: dict[str, tuple[AccountState, Source, datetime | None]] = {}  # this batch's accounts
-        # The decoded states of the accounts stepped latest, with their partition, least recent first: each is
-        # what the store holds once its batch is written (decoding a state was a seventh of the worker's time).
-        self._cached: OrderedDict[str, tuple[AccountState, int]] = OrderedDict()
+        # The decoded states of the accounts stepped latest, with their partition and stored size, least recent
+        # first: each is what the store holds once its batch is written (decoding a state was a seventh of the
+        # worker's time). Bounded by count and by the stored bytes of what it holds: a decoded state takes some
+        # 14x its stored bytes, and states grow with an account's open business, so a count alone bounds no memory
+        # (10,000 long-lived states held 4 million Python objects in the 1M soak).
+        self._cached: OrderedDict[str, tuple[AccountState, int, int]] = OrderedDict()
+        self._cached_bytes = 0
         self.cached_accounts = cached_accounts
+        self.cached_stored_bytes = cached_stored_bytes
         self._platforms: dict[int, PlatformState] = {}
         self._positions: dict[str, dict[str, Position]] | None = None  # account -> its last standing
         self._totals: dict[int, dict[str, dict[str, Decimal]]] = {}  # partition -> currency -> figure -> sum
@@ -147,6 +153,7 @@ class Processor:
         """After a rebalance: the wakeup index and cached platform and account states may describe partitions we
         lost, or (restored from a changelog another worker wrote) a store that changed meanwhile."""
         self._cached.clear()
+        self._cached_bytes = 0
         self._wakeups = None
         self._wake_at = {}
         self._positions = None
@@ -164,10 +171,13 @@ class Processor:
         result, self._batch = self._batch, BatchResult()
         for account_id, (state, source, wakeup) in self._states.items():
             self._update_position(account_id, state, source.partition)  # once per account, not per event
-            result.accounts[account_id] = (encode_account(state, source.partition, wakeup), source)
-            self._cached[account_id] = (state, source.partition)
-        while len(self._cached) > self.cached_accounts:
-            self._cached.popitem(last=False)
+            value = encode_account(state, source.partition, wakeup)
+            result.accounts[account_id] = (value, source)
+            self._cached[account_id] = (state, source.partition, len(value))  # not cached before: _step took it
+            self._cached_bytes += len(value)
+        budget = self._cached_bytes if self.cached_stored_bytes is None else self.cached_stored_bytes
+        while self._cached and (len(self._cached) > self.cached_accounts or self._cached_bytes > budget):
+            self._cached_bytes -= self._cached.popitem(last=False)[1][2]
         self._states.clear()
         return result
 
@@ -251,6 +261,8 @@ class Processor:
             state = held[0]
         else:
             cached = self._cached.pop(account_id, None)  # back in at the end of the batch, as the latest
+            if cached is not None:
+                self._cached_bytes -= cached[2]
             if cached is not None and cached[1] == source.partition:
                 state = cached[0]
             else:

@@ -101,8 +101,11 @@ class Settings(BaseSettings):
     # 10,000 did 1.7x the events/s of 2,000 in make bench (20,000 no more)
     batch_size: int = Field(default=10000, ge=1)
     commit_interval: float = Field(default=1.0, gt=0, description="seconds between offset commits")
-    # about 12 KiB each after the bench's 60 days (tracemalloc), so some 120 MiB at the default
+    # about 12 KiB each after the bench's 60 days (tracemalloc), so some 120 MiB at the default; long-lived accounts'
+    # states are larger, which the stored bytes bound: a decoded state takes some 14x its stored value
     cached_accounts: int = Field(default=10000, ge=0, description="decoded account states kept across batches")
+    cached_accounts_stored_mb: float = Field(default=8.0, gt=0,
+                                             description="MiB of stored values the decoded states kept stand for")
     session_timeout: float = Field(default=10.0, gt=0, description="seconds before a dead worker's partitions move")
     # Faust's RocksDB defaults allow each store (a table's partition) 3 x 64 MiB of memtables and a 2 GiB block
     # cache, so memory grew with the data a worker had written; these bound a store to 2 buffers plus the cache.

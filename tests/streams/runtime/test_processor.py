@@ -117,14 +117,16 @@ def test_a_new_worker_continues_from_the_tables_alone():
     assert sorted(n.notice_id for n in first + second) == sorted(n.notice_id for n in simulation.notices)
 
 
-@pytest.mark.parametrize("cached_accounts", [1, 5, 100_000])
-def test_states_kept_decoded_across_batches_change_no_notice_and_no_stored_byte(cached_accounts):
+@pytest.mark.parametrize("cached_accounts, cached_stored_bytes", [(1, None), (5, None), (100_000, None),
+                                                                 (100_000, 3000)])
+def test_states_kept_decoded_across_batches_change_no_notice_and_no_stored_byte(cached_accounts, cached_stored_bytes):
     events = scenario_events()
     until = events[-1].occurred_at + timedelta(days=100)
     sources = list(messages(events, timedelta(hours=1), until))
     plain, cached = Tables(), Tables()
     expected = run(Processor(engine(), TOPICS, PARTITIONS), plain, sources, batch=7)
-    found = run(Processor(engine(), TOPICS, PARTITIONS, cached_accounts=cached_accounts), cached, sources, batch=7)
+    found = run(Processor(engine(), TOPICS, PARTITIONS, cached_accounts=cached_accounts,
+                          cached_stored_bytes=cached_stored_bytes), cached, sources, batch=7)
     assert [n.model_dump_json() for n in found[0]] == [n.model_dump_json() for n in expected[0]]
     assert cached.accounts == plain.accounts and cached.writes == plain.writes
 
@@ -137,17 +139,37 @@ class CountedReads(dict):
         return super().get(key, default)
 
 
-@pytest.mark.parametrize("cached_accounts, read_again", [(0, 5), (3, 2), (5, 0)])
-def test_a_batch_reads_from_the_store_only_the_accounts_the_bound_did_not_keep(cached_accounts, read_again):
-    sources = [Source(TOPICS.invoices, partition_for(f"A{n}", PARTITIONS), 0, f"A{n}".encode(),
-                      json.dumps({**GOOD, "event_id": f"{time}{n}", "account_id": f"A{n}"}).encode())
-               for time in ("e", "again-e") for n in range(5)]
-    processor, tables = Processor(engine(), TOPICS, PARTITIONS, cached_accounts=cached_accounts), Tables()
+def five_accounts_twice() -> list[Source]:
+    return [Source(TOPICS.invoices, partition_for(f"A{n}", PARTITIONS), 0, f"A{n}".encode(),
+                   json.dumps({**GOOD, "event_id": f"{time}{n}", "account_id": f"A{n}"}).encode())
+            for time in ("e", "again-e") for n in range(5)]
+
+
+def store_reads_of_the_second_batch(processor: Processor, sources: list[Source]) -> int:
+    tables = Tables()
     tables.accounts = CountedReads()
     run(processor, tables, sources[:5], batch=5)
     tables.accounts.reads = 0
     run(processor, tables, sources[5:], batch=5)
-    assert tables.accounts.reads == read_again
+    return tables.accounts.reads
+
+
+@pytest.mark.parametrize("cached_accounts, read_again", [(0, 5), (3, 2), (5, 0)])
+def test_a_batch_reads_from_the_store_only_the_accounts_the_bound_did_not_keep(cached_accounts, read_again):
+    processor = Processor(engine(), TOPICS, PARTITIONS, cached_accounts=cached_accounts)
+    assert store_reads_of_the_second_batch(processor, five_accounts_twice()) == read_again
+
+
+@pytest.mark.parametrize("kept", [0, 2, 5])
+def test_the_states_kept_stand_for_no_more_stored_bytes_than_their_bound(kept):
+    """Large states fill the bound sooner: it keeps the latest accounts whose stored values fit in it."""
+    sources = five_accounts_twice()
+    stored = Tables()
+    run(Processor(engine(), TOPICS, PARTITIONS), stored, sources[:5], batch=5)
+    sizes = [len(stored.accounts[f"A{n}"]) for n in range(5)]  # A4 stepped last, so kept first
+    budget = sum(sizes[5 - kept:]) + (sizes[4 - kept] - 1 if kept < 5 else 0)  # one byte short of one more
+    processor = Processor(engine(), TOPICS, PARTITIONS, cached_accounts=100, cached_stored_bytes=budget)
+    assert store_reads_of_the_second_batch(processor, sources) == 5 - kept
 
 
 def test_after_a_rebalance_a_worker_reads_what_another_worker_stored_meanwhile():
