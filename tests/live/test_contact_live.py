@@ -1,7 +1,8 @@
-"""Contact rules against the real broker: the delivery-receipt scenarios (60-62), the cease request (66), a Saturday, a
-Sunday and a holiday (63), the shared call cap (64), the quiet period (65) and customers' contact hours (67) published with `dunning publish --tick 1h`
-(receipts to notifications.receipts, collectors' records to collections.arrangements) to a worker give the
-simulator's notices, audit trail and states, and the simulator's are the scenario files' expected lines."""
+"""Contact rules against the real broker: the delivery-receipt scenarios (60-62), the cease request (66), a Saturday,
+a Sunday and a holiday (63), the shared call cap (64), the quiet period (65) and customers' contact hours (67)
+published with `dunning publish --tick 1h` (receipts to notifications.receipts, collectors' records to
+collections.arrangements) to a worker give the simulator's notices, audit trail and states, and the simulator's are
+the scenario files' expected lines."""
 from __future__ import annotations
 
 import subprocess

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -117,8 +118,8 @@ def test_a_new_worker_continues_from_the_tables_alone():
     assert sorted(n.notice_id for n in first + second) == sorted(n.notice_id for n in simulation.notices)
 
 
-@pytest.mark.parametrize("cached_accounts, cached_stored_bytes", [(1, None), (5, None), (100_000, None),
-                                                                 (100_000, 3000)])
+@pytest.mark.parametrize("cached_accounts, cached_stored_bytes", [(1, math.inf), (5, math.inf),
+                                                                 (100_000, math.inf), (100_000, 3000)])
 def test_states_kept_decoded_across_batches_change_no_notice_and_no_stored_byte(cached_accounts, cached_stored_bytes):
     events = scenario_events()
     until = events[-1].occurred_at + timedelta(days=100)
